@@ -1,0 +1,102 @@
+//! The application object graph: one [`AppState`], built by [`build_state`], and one
+//! [`create_app`] used by `main` and by the tests.
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{App, web};
+use sea_orm::DatabaseConnection;
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+
+use crate::auth::JwtKeys;
+use crate::db::{self, DbSetupError};
+use crate::error::{
+    AllowedMethods, json_error_handler, normalize_error_responses, path_error_handler,
+    query_error_handler, unmatched_route,
+};
+use crate::metrics::{HttpMetrics, track_requests};
+use crate::readiness::{DEFAULT_CHECK_TIMEOUT, DatabaseCheck, Readiness};
+use crate::routes::system::OpenApiDocument;
+use crate::routes::{self, ApiDoc};
+use crate::settings::Settings;
+
+/// Everything handlers share. Cheap to clone (reference-counted parts).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The settings the server started with.
+    pub settings: Arc<Settings>,
+    /// The database pool.
+    pub db: DatabaseConnection,
+    /// Signs and verifies LMS tokens.
+    pub jwt: Arc<JwtKeys>,
+    /// HTTP metrics and the Prometheus registry.
+    pub metrics: HttpMetrics,
+    /// The checks behind `/ready`.
+    pub readiness: Readiness,
+}
+
+impl AppState {
+    /// State over an open (and migrated) database.
+    pub fn new(settings: Settings, db: DatabaseConnection) -> Self {
+        let jwt = Arc::new(JwtKeys::from_secret(&settings.jwt_secret));
+        let readiness = Readiness::new(DEFAULT_CHECK_TIMEOUT)
+            .with_check(Arc::new(DatabaseCheck::new(db.clone())));
+        Self {
+            settings: Arc::new(settings),
+            db,
+            jwt,
+            metrics: HttpMetrics::new(),
+            readiness,
+        }
+    }
+}
+
+/// Connects to `DATABASE_URL`, applies pending migrations and assembles the state.
+pub async fn build_state(settings: Settings) -> Result<AppState, DbSetupError> {
+    let db = db::connect(&settings.database_url).await?;
+    db::migrate(&db).await?;
+    Ok(AppState::new(settings, db))
+}
+
+/// The whole application: routes, shared data, error handling and middleware.
+///
+/// `HttpServer::new(move || create_app(state.clone()))` in `main`;
+/// `actix_web::test::init_service(create_app(state))` in tests.
+pub fn create_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (app, openapi) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(routes::configure)
+        .split_for_parts();
+    let allowed_methods = AllowedMethods::from_openapi(&openapi);
+    let document = OpenApiDocument::new(&openapi);
+    let metrics = state.metrics.clone();
+
+    app.app_data(web::Data::from(state.jwt.clone()))
+        .app_data(web::Data::new(state))
+        .app_data(web::Data::new(allowed_methods))
+        .app_data(web::Data::new(document))
+        .app_data(web::JsonConfig::default().error_handler(json_error_handler))
+        .app_data(web::QueryConfig::default().error_handler(query_error_handler))
+        .app_data(web::PathConfig::default().error_handler(path_error_handler))
+        .default_service(web::to(unmatched_route))
+        // Innermost first: errors are normalised before they are counted and logged.
+        .wrap(from_fn(normalize_error_responses))
+        .wrap(from_fn(move |req, next| {
+            track_requests(metrics.clone(), req, next)
+        }))
+        .wrap(from_fn(crate::telemetry::log_requests))
+}

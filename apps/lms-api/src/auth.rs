@@ -1,0 +1,327 @@
+//! LMS user authentication: HS256 bearer JWTs with `sub` (user UUID), `role` and `exp`.
+//!
+//! Handlers take [`AuthUser`] to require any authenticated user, and either
+//! [`RequireRole<P>`] or [`AuthUser::require`] to restrict by role.
+
+use std::fmt;
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::str::FromStr;
+use std::time::Duration;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// Tolerated clock difference between the issuer and this server when checking `exp`.
+const EXP_LEEWAY_SECS: u64 = 30;
+
+/// What a user may do in the LMS.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Full access, including cache and webhook administration.
+    Admin,
+    /// Oversees teachers of a school or district.
+    Supervisor,
+    /// A content publisher.
+    Publisher,
+    /// Teaches classes; owns teacher materials.
+    Teacher,
+    /// Uses published content.
+    Student,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Supervisor,
+        Role::Publisher,
+        Role::Teacher,
+        Role::Student,
+    ];
+
+    /// The role as written in tokens and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Supervisor => "supervisor",
+            Role::Publisher => "publisher",
+            Role::Teacher => "teacher",
+            Role::Student => "student",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(value: &str) -> Result<Self, UnknownRole> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == value)
+            .ok_or(UnknownRole)
+    }
+}
+
+/// A string that names no [`Role`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role (expected admin, supervisor, publisher, teacher or student)")]
+pub struct UnknownRole;
+
+/// The claims of an LMS token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: Uuid,
+    /// The user's role.
+    pub role: Role,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: i64,
+    /// Expires at, seconds since the Unix epoch.
+    pub exp: i64,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a JWT, or its claims do not have the expected shape.
+    #[error("malformed token")]
+    Malformed,
+    /// Signed with another key or another algorithm.
+    #[error("invalid token signature")]
+    BadSignature,
+    /// Past its `exp`.
+    #[error("token expired")]
+    Expired,
+    /// The token could not be signed (issuing only).
+    #[error("token could not be signed")]
+    Signing,
+}
+
+/// Signs and verifies LMS tokens with the HS256 secret `LMS_JWT_SECRET`.
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtKeys { algorithm: HS256, secret: [REDACTED] }")
+    }
+}
+
+impl JwtKeys {
+    /// Keys for the given shared secret.
+    pub fn from_secret(secret: &SecretString) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = EXP_LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            validation,
+        }
+    }
+
+    /// A token for `sub` with `role`, valid for `ttl` from now.
+    pub fn issue(&self, sub: Uuid, role: Role, ttl: Duration) -> Result<String, TokenError> {
+        self.issue_at(sub, role, chrono::Utc::now().timestamp(), ttl)
+    }
+
+    /// A token issued at `issued_at` (Unix seconds), valid for `ttl` from then.
+    pub fn issue_at(
+        &self,
+        sub: Uuid,
+        role: Role,
+        issued_at: i64,
+        ttl: Duration,
+    ) -> Result<String, TokenError> {
+        let ttl = i64::try_from(ttl.as_secs()).map_err(|_| TokenError::Signing)?;
+        let claims = Claims {
+            sub,
+            role,
+            iat: issued_at,
+            exp: issued_at.checked_add(ttl).ok_or(TokenError::Signing)?,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|_| TokenError::Signing)
+    }
+
+    /// Checks signature, algorithm and expiry, and returns the claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
+                    TokenError::BadSignature
+                }
+                _ => TokenError::Malformed,
+            })
+    }
+}
+
+/// The authenticated caller, extracted from `Authorization: Bearer <token>`.
+///
+/// Extraction fails with 401 (and `WWW-Authenticate: Bearer`) when the header is missing or the
+/// token is malformed, wrongly signed or expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AuthUser {
+    /// The user id (`sub`).
+    pub sub: Uuid,
+    /// The user's role.
+    pub role: Role,
+}
+
+impl AuthUser {
+    /// `Ok` when the user has one of `allowed`, else 403.
+    pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+        if allowed.contains(&self.role) {
+            return Ok(());
+        }
+        let names = allowed
+            .iter()
+            .map(|role| role.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(ApiError::forbidden(format!(
+            "This action requires one of these roles: {names}"
+        )))
+    }
+
+    fn from_http_request(req: &HttpRequest) -> Result<Self, ApiError> {
+        let keys = req.app_data::<web::Data<JwtKeys>>().ok_or_else(|| {
+            ApiError::internal("JwtKeys is not registered as app data; use create_app")
+        })?;
+        let token = bearer_token(req)?;
+        let claims = keys.verify(token).map_err(|err| match err {
+            TokenError::Expired => {
+                ApiError::unauthorized("token_expired", "Token expired", Some("invalid_token"))
+            }
+            _ => ApiError::unauthorized("invalid_token", "Invalid token", Some("invalid_token")),
+        })?;
+        Ok(Self {
+            sub: claims.sub,
+            role: claims.role,
+        })
+    }
+}
+
+fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("not_authenticated", "Not authenticated", None))?;
+    let invalid_header = || {
+        ApiError::unauthorized(
+            "invalid_token",
+            "Authorization header must be 'Bearer <token>'",
+            Some("invalid_request"),
+        )
+    };
+    let value = value.to_str().map_err(|_| invalid_header())?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or_else(invalid_header)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(invalid_header());
+    }
+    Ok(token)
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(Self::from_http_request(req))
+    }
+}
+
+/// A set of roles allowed to use a route, for [`RequireRole`].
+pub trait RolePolicy {
+    /// The roles that pass.
+    const ALLOWED: &'static [Role];
+}
+
+/// Only [`Role::Admin`].
+#[derive(Debug, Clone, Copy)]
+pub struct AdminOnly;
+
+impl RolePolicy for AdminOnly {
+    const ALLOWED: &'static [Role] = &[Role::Admin];
+}
+
+/// An [`AuthUser`] whose role is in `P::ALLOWED`: 401 when unauthenticated, 403 otherwise.
+///
+/// ```
+/// use actix_web::HttpResponse;
+/// use lms_api::auth::{AdminOnly, RequireRole};
+///
+/// async fn clear_cache(admin: RequireRole<AdminOnly>) -> HttpResponse {
+///     HttpResponse::Ok().body(format!("cleared by {}", admin.sub))
+/// }
+/// ```
+pub struct RequireRole<P: RolePolicy> {
+    user: AuthUser,
+    policy: PhantomData<fn() -> P>,
+}
+
+impl<P: RolePolicy> RequireRole<P> {
+    /// The authenticated user.
+    pub fn user(&self) -> AuthUser {
+        self.user
+    }
+}
+
+impl<P: RolePolicy> fmt::Debug for RequireRole<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireRole")
+            .field("user", &self.user)
+            .field("allowed", &P::ALLOWED)
+            .finish()
+    }
+}
+
+impl<P: RolePolicy> Deref for RequireRole<P> {
+    type Target = AuthUser;
+
+    fn deref(&self) -> &AuthUser {
+        &self.user
+    }
+}
+
+impl<P: RolePolicy> FromRequest for RequireRole<P> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(AuthUser::from_http_request(req).and_then(|user| {
+            user.require(P::ALLOWED)?;
+            Ok(Self {
+                user,
+                policy: PhantomData,
+            })
+        }))
+    }
+}

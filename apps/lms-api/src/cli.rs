@@ -1,0 +1,198 @@
+//! The `lms-api` command line: `serve` (default), `migrate` and `token`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_web::HttpServer;
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::app::{build_state, create_app};
+use crate::auth::{JwtKeys, Role};
+use crate::db::{self, DbSetupError};
+use crate::settings::{EnvSource, Settings};
+use crate::telemetry;
+
+/// How long in-flight requests may run after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Longest lifetime `lms-api token` issues (one year).
+const MAX_TOKEN_TTL_SECS: u64 = 365 * 24 * 3600;
+
+/// The LMS API server.
+///
+/// Configuration comes from the environment and a `.env` file in the working directory
+/// (see the README for the variables).
+#[derive(Debug, Parser)]
+#[command(name = "lms-api", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending database migrations, then run the HTTP server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print a bearer JWT signed with LMS_JWT_SECRET (for local use and tests).
+    Token(TokenArgs),
+}
+
+/// Arguments of `lms-api token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Role claim of the token.
+    #[arg(long, value_enum)]
+    pub role: Role,
+    /// Subject (user id) claim; must be a UUID.
+    #[arg(long)]
+    pub sub: Uuid,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_TOKEN_TTL_SECS))]
+    pub ttl: u64,
+}
+
+/// Why `serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Database(#[from] DbSetupError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr} (LMS_BIND): {source}")]
+    Bind {
+        /// The address from `LMS_BIND`.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Server(#[source] std::io::Error),
+}
+
+/// Entry point of the binary: parses arguments, loads settings and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+
+    let source = match EnvSource::load() {
+        Ok(source) => source,
+        Err(err) => return fail(&err),
+    };
+    telemetry::init_tracing(source.get("RUST_LOG").as_deref());
+    let settings = match Settings::from_lookup(|name| source.get(name)) {
+        Ok(settings) => settings,
+        Err(err) => return fail(&err),
+    };
+
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => exit_with(actix_web::rt::System::new().block_on(serve(settings))),
+        Command::Migrate => exit_with(actix_web::rt::System::new().block_on(migrate(settings))),
+        Command::Token(args) => exit_with(token(&settings, &args)),
+    }
+}
+
+fn exit_with<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+fn fail(err: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("lms-api: error: {err}");
+    ExitCode::FAILURE
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then drains in-flight requests.
+pub async fn serve(settings: Settings) -> Result<(), ServeError> {
+    tracing::info!(
+        environment = settings.environment.as_str(),
+        database = settings.database_url.redacted(),
+        "starting lms-api {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let state = build_state(settings).await?;
+    let addr = state.settings.bind;
+
+    let factory_state = state.clone();
+    let server = HttpServer::new(move || create_app(factory_state.clone()))
+        // Signals are handled below so that Ctrl-C drains like SIGTERM instead of aborting.
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .bind(addr)
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    for bound in server.addrs() {
+        tracing::info!("listening on http://{bound}");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received; finishing in-flight requests");
+        handle.stop(true).await;
+    });
+
+    server.await.map_err(ServeError::Server)?;
+    if let Err(err) = state.db.close_by_ref().await {
+        tracing::warn!(error = %err, "closing the database pool failed");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Applies pending migrations and returns.
+pub async fn migrate(settings: Settings) -> Result<(), DbSetupError> {
+    tracing::info!(
+        database = settings.database_url.redacted(),
+        "applying migrations"
+    );
+    let db = db::connect(&settings.database_url).await?;
+    let outcome = db::migrate(&db).await;
+    if let Err(err) = db.close_by_ref().await {
+        tracing::warn!(error = %err, "closing the database pool failed");
+    }
+    outcome?;
+    tracing::info!("database is up to date");
+    Ok(())
+}
+
+/// Prints a token for the given role and subject.
+pub fn token(settings: &Settings, args: &TokenArgs) -> Result<(), crate::auth::TokenError> {
+    let keys = JwtKeys::from_secret(&settings.jwt_secret);
+    let token = keys.issue(args.sub, args.role, Duration::from_secs(args.ttl))?;
+    println!("{token}");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

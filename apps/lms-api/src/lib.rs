@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod db;
+pub mod entities;
+pub mod error;
+pub mod leader_lock;
+pub mod metrics;
+pub mod readiness;
+pub mod routes;
+pub mod settings;
+pub mod telemetry;
+
+pub use app::{AppState, build_state, create_app};
+pub use error::{ApiError, ErrorBody};
+pub use settings::Settings;

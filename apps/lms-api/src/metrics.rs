@@ -1,0 +1,136 @@
+//! Prometheus metrics: request count and latency per method, route pattern and status.
+//!
+//! Each [`HttpMetrics`] owns its registry (no process-global state), so tests and several apps
+//! in one process do not share counters. Routes are labelled by their pattern
+//! (`/api/v1/books/{id}`), never the raw path, to keep label cardinality bounded.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Route label for requests that matched no route (404s for arbitrary paths).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Latency buckets in seconds: sub-millisecond cache hits up to slow upstream calls.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The HTTP metrics of one app.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+impl fmt::Debug for HttpMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpMetrics {
+    /// A fresh registry with the HTTP metrics registered.
+    pub fn new() -> Self {
+        const LABELS: &[&str] = &["method", "route", "status"];
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests handled."),
+            LABELS,
+        )
+        .expect("valid counter definition");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from receiving a request to producing its response head.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            LABELS,
+        )
+        .expect("valid histogram definition");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("metric registered once");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("metric registered once");
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                latency,
+            }),
+        }
+    }
+
+    /// Records one finished request.
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let status = status.to_string();
+        let labels = [method, route, status.as_str()];
+        self.inner.requests.with_label_values(&labels).inc();
+        self.inner
+            .latency
+            .with_label_values(&labels)
+            .observe(seconds);
+    }
+
+    /// The registry, for components that add their own metrics (cache, DCS client).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// All metrics in the Prometheus text exposition format.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.inner.registry.gather(), &mut buffer)?;
+        String::from_utf8(buffer).map_err(|err| prometheus::Error::Msg(err.to_string()))
+    }
+}
+
+/// Middleware body: times the request and records it under its route pattern.
+pub async fn track_requests(
+    metrics: HttpMetrics,
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let result = next.call(req).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    match &result {
+        Ok(response) => {
+            let route = response.request().match_pattern();
+            metrics.observe(
+                method.as_str(),
+                route.as_deref().unwrap_or(UNMATCHED_ROUTE),
+                response.status().as_u16(),
+                elapsed,
+            );
+        }
+        Err(err) => metrics.observe(
+            method.as_str(),
+            UNMATCHED_ROUTE,
+            err.as_response_error().status_code().as_u16(),
+            elapsed,
+        ),
+    }
+    result
+}

@@ -1,0 +1,63 @@
+//! HTTP routes. Handlers annotated with `#[utoipa::path]` and registered through
+//! [`configure`] appear in `/openapi.json` automatically.
+//!
+//! To add a feature: write its handlers in a module here and register them in [`configure`]
+//! (under the `/api/v1` scope unless the interface says otherwise).
+
+pub mod auth;
+pub mod system;
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::error::ErrorBody;
+
+/// Prefix of the versioned API.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Name of the bearer security scheme in the OpenAPI document.
+pub const BEARER_SCHEME: &str = "bearer";
+
+/// Registers every route.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(system::health)
+        .service(system::ready)
+        .service(system::metrics)
+        .service(system::openapi_json)
+        .service(utoipa_actix_web::scope(API_PREFIX).configure(configure_v1));
+}
+
+fn configure_v1(cfg: &mut ServiceConfig) {
+    cfg.service(auth::me);
+}
+
+/// The parts of the OpenAPI document that do not come from handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "lms-api",
+        description = "LMS API over Dream Central Storage content. Errors are always \
+                       `{\"detail\": \"...\", \"code\": \"...\"}` (schema `ErrorBody`)."
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "system", description = "Liveness, readiness, metrics and this document"),
+        (name = "auth", description = "The authenticated caller"),
+    )
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` scheme: `Authorization: Bearer <JWT>` signed with `LMS_JWT_SECRET`.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".to_owned());
+        components.add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
+    }
+}

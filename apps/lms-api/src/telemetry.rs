@@ -1,0 +1,121 @@
+//! Logging: subscriber set-up and the request-logging middleware.
+//!
+//! A request is logged once, when it finishes, with method, route pattern, status, latency and
+//! request id. Headers (so `Authorization`) and query strings (which may carry signatures or
+//! tokens) are never logged.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use tracing::Instrument;
+use tracing_subscriber::EnvFilter;
+
+use crate::metrics::UNMATCHED_ROUTE;
+
+/// Header carrying the request id, accepted from the client or generated.
+pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Default log filter when `RUST_LOG` is unset.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn";
+
+/// Probe and scrape endpoints, logged at debug level when they succeed so that orchestrator
+/// health checks do not drown the request log.
+const QUIET_ROUTES: &[&str] = &["/health", "/ready", "/metrics"];
+
+/// Longest client-supplied request id that is reused; longer ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Installs the global subscriber writing to stderr (stdout stays free for command output such
+/// as `lms-api token`). `filter` uses `RUST_LOG` syntax; `None` means [`DEFAULT_LOG_FILTER`].
+/// A second call is a no-op.
+pub fn init_tracing(filter: Option<&str>) {
+    let filter = filter
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Middleware body: assigns a request id, runs the request inside a span carrying it, logs the
+/// outcome and echoes the id in the response.
+pub async fn log_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| is_acceptable_request_id(id))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", %method, request_id = %request_id);
+
+    let result = next.call(req).instrument(span.clone()).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+    let _entered = span.enter();
+    match result {
+        Ok(mut response) => {
+            let status = response.status();
+            let route = response.request().match_pattern();
+            let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
+            if status.is_server_error() {
+                tracing::warn!(
+                    route,
+                    status = status.as_u16(),
+                    latency_ms,
+                    "request finished"
+                );
+            } else if status.is_success() && QUIET_ROUTES.contains(&route) {
+                tracing::debug!(
+                    route,
+                    status = status.as_u16(),
+                    latency_ms,
+                    "request finished"
+                );
+            } else {
+                tracing::info!(
+                    route,
+                    status = status.as_u16(),
+                    latency_ms,
+                    "request finished"
+                );
+            }
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                response
+                    .headers_mut()
+                    .insert(REQUEST_ID_HEADER.clone(), value);
+            }
+            Ok(response)
+        }
+        Err(err) => {
+            let status = err.as_response_error().status_code();
+            tracing::warn!(
+                route = UNMATCHED_ROUTE,
+                status = status.as_u16(),
+                latency_ms,
+                "request failed before routing"
+            );
+            Err(err)
+        }
+    }
+}
+
+/// Reuse only short printable-ASCII ids, so a client cannot inject log lines or huge headers.
+fn is_acceptable_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}

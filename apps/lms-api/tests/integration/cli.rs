@@ -1,0 +1,306 @@
+//! The built `lms-api` binary: `token`, `migrate` and configuration errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use lms_api::auth::{JwtKeys, Role};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::support::{Engine, TestDatabase, postgres_admin_url, postgres_skipped};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_lms-api");
+
+/// Runs the binary in `dir` with only the given variables (no inherited environment, so no
+/// developer `.env` or shell variable leaks in).
+fn run(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BINARY);
+    command.args(args).current_dir(dir).env_clear();
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command.output().expect("run lms-api")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn token_prints_a_jwt_that_verifies_with_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "cli-round-trip-secret-0123456789abcdef";
+    let sub = Uuid::new_v4();
+    let output = run(
+        dir.path(),
+        &[
+            "token",
+            "--role",
+            "teacher",
+            "--sub",
+            &sub.to_string(),
+            "--ttl",
+            "120",
+        ],
+        &[("LMS_JWT_SECRET", secret)],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let token = stdout.trim();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the token on stdout: {stdout:?}"
+    );
+    let claims = JwtKeys::from_secret(&SecretString::from(secret))
+        .verify(token)
+        .expect("token verifies");
+    assert_eq!(claims.sub, sub);
+    assert_eq!(claims.role, Role::Teacher);
+    assert_eq!(claims.exp - claims.iat, 120);
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        (claims.iat - now).abs() < 60,
+        "iat {} vs now {now}",
+        claims.iat
+    );
+
+    // A different secret does not accept it.
+    assert!(
+        JwtKeys::from_secret(&SecretString::from("another-secret"))
+            .verify(token)
+            .is_err()
+    );
+}
+
+#[test]
+fn token_defaults_to_one_hour_and_reads_the_dotenv_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "secret-from-the-dotenv-file-0123456789";
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("LMS_JWT_SECRET={secret}\n"),
+    )
+    .unwrap();
+    let sub = Uuid::new_v4();
+    let output = run(
+        dir.path(),
+        &["token", "--role", "admin", "--sub", &sub.to_string()],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let claims = JwtKeys::from_secret(&SecretString::from(secret))
+        .verify(String::from_utf8(output.stdout).unwrap().trim())
+        .expect("signed with the .env secret");
+    assert_eq!(claims.role, Role::Admin);
+    assert_eq!(
+        claims.exp - claims.iat,
+        Duration::from_secs(3600).as_secs() as i64
+    );
+}
+
+#[test]
+fn token_validates_role_sub_and_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Uuid::new_v4().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (&["token", "--role", "root", "--sub", &sub], "--role"),
+        (&["token", "--role", "admin", "--sub", "42"], "--sub"),
+        (
+            &["token", "--role", "admin", "--sub", &sub, "--ttl", "0"],
+            "--ttl",
+        ),
+        (&["token", "--role", "admin"], "--sub"),
+    ];
+    for (args, mentioned) in cases {
+        let output = run(dir.path(), args, &[]);
+        assert!(!output.status.success(), "{args:?} should fail");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        let err = stderr(&output);
+        assert!(err.contains(mentioned), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn malformed_setting_fails_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Uuid::new_v4().to_string();
+    let output = run(
+        dir.path(),
+        &["token", "--role", "admin", "--sub", &sub],
+        &[("LMS_BIND", "nonsense")],
+    );
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("LMS_BIND"), "{err}");
+}
+
+#[test]
+fn production_without_secrets_refuses_to_start_and_prints_no_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(
+        dir.path(),
+        &["migrate"],
+        &[
+            ("LMS_ENV", "production"),
+            ("DREAM_CENTRAL_STORAGE_PASSWORD", "admin"),
+        ],
+    );
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    for variable in [
+        "LMS_JWT_SECRET",
+        "DREAM_CENTRAL_STORAGE_EMAIL",
+        "DREAM_CENTRAL_STORAGE_PASSWORD",
+        "DREAM_CENTRAL_STORAGE_WEBHOOK_SECRET",
+    ] {
+        assert!(err.contains(variable), "{variable} not named: {err}");
+    }
+    assert!(!err.contains("admin@admin.com"), "{err}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created on refusal"
+    );
+}
+
+#[actix_web::test]
+async fn migrate_creates_the_sqlite_file_and_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = "sqlite://nested/dir/lms.db?mode=rwc";
+    for run_number in 1..=2 {
+        let output = run(dir.path(), &["migrate"], &[("DATABASE_URL", database_url)]);
+        assert!(
+            output.status.success(),
+            "run {run_number}: {}",
+            stderr(&output)
+        );
+    }
+    let file = dir.path().join("nested/dir/lms.db");
+    assert!(file.exists());
+
+    let url = format!("sqlite://{}?mode=ro", file.display());
+    let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
+    let manager = sea_orm_migration_tables(&db).await;
+    assert!(
+        manager.contains(&"webhook_event_logs".to_owned()),
+        "{manager:?}"
+    );
+    assert!(manager.contains(&"leader_locks".to_owned()), "{manager:?}");
+    assert!(
+        manager.contains(&"seaql_migrations".to_owned()),
+        "{manager:?}"
+    );
+}
+
+async fn sea_orm_migration_tables(db: &sea_orm::DatabaseConnection) -> Vec<String> {
+    use sea_orm::ConnectionTrait;
+    db.query_all_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        "SELECT name FROM sqlite_master WHERE type = 'table'",
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get::<String>("", "name").unwrap())
+    .collect()
+}
+
+#[actix_web::test]
+async fn migrate_applies_the_schema_on_postgres() {
+    let Some(database) = TestDatabase::open_empty(Engine::Postgres).await else {
+        return;
+    };
+    assert!(database.table_names().await.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    for run_number in 1..=2 {
+        let output = run(dir.path(), &["migrate"], &[("DATABASE_URL", &database.url)]);
+        assert!(
+            output.status.success(),
+            "run {run_number}: {}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(
+        database.table_names().await,
+        ["leader_locks", "seaql_migrations", "webhook_event_logs"]
+    );
+}
+
+#[test]
+fn migrate_reports_a_failed_login_without_the_password() {
+    if postgres_skipped() {
+        return;
+    }
+    // A role that does not exist fails at once (a refused TCP connection would be retried
+    // until the connect timeout, as when the database is still starting).
+    let mut url = url::Url::parse(&postgres_admin_url()).unwrap();
+    url.set_username("lms_no_such_role").unwrap();
+    url.set_password(Some("very-secret-pw")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(dir.path(), &["migrate"], &[("DATABASE_URL", url.as_str())]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("cannot connect to the database"), "{err}");
+    assert!(err.contains("lms_no_such_role:***@"), "{err}");
+    assert!(!err.contains("very-secret-pw"), "{err}");
+}
+
+#[test]
+fn serve_is_the_default_command_and_drains_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BINARY)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("LMS_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lms-api");
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+
+    // The server logs its bound address; port 0 lets the OS pick a free one.
+    let mut seen = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        if log.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("lms-api exited before listening:\n{seen}");
+        }
+        seen.push_str(&line);
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+
+    let mut stream = TcpStream::connect(&addr).expect("connect");
+    stream
+        .write_all(b"GET /ready HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#""database":{"ok":true"#), "{response}");
+    // The default database was created under the working directory.
+    assert!(dir.path().join("data/lms.db").exists());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    let mut rest = String::new();
+    log.read_to_string(&mut rest).unwrap();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit {exit:?}:\n{seen}{rest}");
+    assert!(rest.contains("shutdown signal received"), "{rest}");
+    assert!(rest.contains("stopped"), "{rest}");
+    // Log lines carry no terminal colour codes when stderr is not a terminal.
+    assert!(!seen.contains('\u{1b}'), "{seen}");
+}

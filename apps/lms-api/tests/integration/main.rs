@@ -1,0 +1,15 @@
+//! Integration tests of lms-api, in one binary to keep link time down.
+//!
+//! Database tests run on SQLite and on PostgreSQL (`TEST_DATABASE_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`); PostgreSQL tests fail when the server is
+//! unreachable unless `LMS_SKIP_POSTGRES_TESTS=1`.
+
+mod support;
+
+mod auth;
+mod cli;
+mod database;
+mod errors;
+mod leader_locks;
+mod settings;
+mod system;

@@ -1,0 +1,282 @@
+//! Shared fixtures: settings, databases (SQLite and PostgreSQL), app construction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::ServiceResponse;
+use actix_web::test as actix_test;
+use chrono::{DateTime, Utc};
+use lms_api::clock::Clock;
+use lms_api::settings::DatabaseUrl;
+use lms_api::{AppState, Settings};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+
+pub const TEST_JWT_SECRET: &str = "integration-test-jwt-secret-0123456789";
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Settings from exactly these variables (nothing from the process environment).
+pub fn settings_from(vars: &[(&str, &str)]) -> Result<Settings, lms_api::settings::SettingsError> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Settings::from_lookup(|name| map.get(name).cloned())
+}
+
+/// Local settings with a known JWT secret over the given database URL.
+pub fn test_settings(database_url: &str) -> Settings {
+    settings_from(&[
+        ("LMS_JWT_SECRET", TEST_JWT_SECRET),
+        ("DATABASE_URL", database_url),
+    ])
+    .expect("test settings are valid")
+}
+
+/// Which engine a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A migrated, isolated database: a temp SQLite file, or a fresh PostgreSQL schema that is
+/// dropped when this value is dropped.
+pub struct TestDatabase {
+    pub engine: Engine,
+    /// URL that opens this database (includes the schema search path on PostgreSQL).
+    pub url: String,
+    pub db: DatabaseConnection,
+    _dir: Option<tempfile::TempDir>,
+    postgres_schema: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub async fn open(engine: Engine) -> Option<Self> {
+        let fresh = Self::open_empty(engine).await?;
+        lms_api::db::migrate(&fresh.db).await.expect("migrate");
+        Some(fresh)
+    }
+
+    /// An isolated database without migrations applied. `None` only when PostgreSQL tests are
+    /// explicitly skipped.
+    pub async fn open_empty(engine: Engine) -> Option<Self> {
+        match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("lms.db").display());
+                let db = connect(&url).await;
+                Some(Self {
+                    engine,
+                    url,
+                    db,
+                    _dir: Some(dir),
+                    postgres_schema: None,
+                })
+            }
+            Engine::Postgres => {
+                if postgres_skipped() {
+                    return None;
+                }
+                let admin_url = postgres_admin_url();
+                let admin = connect_admin(&admin_url).await.unwrap_or_else(|err| {
+                    panic!(
+                        "PostgreSQL at {} is unreachable ({err}). Start it, point \
+                         TEST_DATABASE_URL at a server, or set LMS_SKIP_POSTGRES_TESTS=1",
+                        DatabaseUrl::parse(&admin_url)
+                            .map(|u| u.redacted().to_owned())
+                            .unwrap_or_default()
+                    )
+                });
+                let schema = format!(
+                    "lms_test_{}_{}",
+                    std::process::id(),
+                    &uuid::Uuid::new_v4().simple().to_string()[..12]
+                );
+                admin
+                    .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+                    .await
+                    .expect("create test schema");
+                admin.close().await.expect("close admin connection");
+                let separator = if admin_url.contains('?') { '&' } else { '?' };
+                let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
+                let db = connect(&url).await;
+                Some(Self {
+                    engine,
+                    url,
+                    db,
+                    _dir: None,
+                    postgres_schema: Some((admin_url, schema)),
+                })
+            }
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        test_settings(&self.url)
+    }
+
+    pub fn state(&self) -> AppState {
+        AppState::new(self.settings(), self.db.clone())
+    }
+
+    /// Names of the tables this database can see in its own schema.
+    pub async fn table_names(&self) -> Vec<String> {
+        let sql = match self.engine {
+            Engine::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name".to_owned()
+            }
+            Engine::Postgres => "SELECT table_name AS name FROM information_schema.tables \
+                                 WHERE table_schema = current_schema() ORDER BY table_name"
+                .to_owned(),
+        };
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                sql,
+            ))
+            .await
+            .expect("list tables");
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "name").expect("name column"))
+            .collect()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin_url, schema)) = self.postgres_schema.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot be blocked on; use a private one.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(async move {
+                let admin = connect_admin(&admin_url).await?;
+                admin
+                    .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .await?;
+                admin.close().await
+            })
+        });
+        if let Ok(Err(err)) = cleanup.join() {
+            eprintln!("warning: could not drop test schema: {err}");
+        }
+    }
+}
+
+/// True (with a note on stderr) when `LMS_SKIP_POSTGRES_TESTS=1`.
+pub fn postgres_skipped() -> bool {
+    let skipped = std::env::var("LMS_SKIP_POSTGRES_TESTS").is_ok_and(|v| v == "1");
+    if skipped {
+        eprintln!("skipping PostgreSQL test: LMS_SKIP_POSTGRES_TESTS=1");
+    }
+    skipped
+}
+
+/// The server PostgreSQL tests use (`TEST_DATABASE_URL` or the local default).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+/// Administrative connection; fails within seconds when the server is down (the driver keeps
+/// retrying a refused connection until the acquire timeout).
+async fn connect_admin(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let mut options = sea_orm::ConnectOptions::new(url.to_owned());
+    options
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .max_connections(1)
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+async fn connect(url: &str) -> DatabaseConnection {
+    let url = DatabaseUrl::parse(url).expect("valid test database URL");
+    lms_api::db::connect(&url)
+        .await
+        .expect("connect test database")
+}
+
+/// Runs a database scenario once on SQLite and once on PostgreSQL.
+macro_rules! on_both_databases {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[actix_web::test]
+            async fn sqlite() {
+                if let Some(db) =
+                    $crate::support::TestDatabase::open($crate::support::Engine::Sqlite).await
+                {
+                    super::$scenario(db).await;
+                }
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                if let Some(db) =
+                    $crate::support::TestDatabase::open($crate::support::Engine::Postgres).await
+                {
+                    super::$scenario(db).await;
+                }
+            }
+        }
+    };
+}
+pub(crate) use on_both_databases;
+
+/// An app over a fresh SQLite database. Keep the returned database alive for the test.
+pub async fn sqlite_app_state() -> (TestDatabase, AppState) {
+    let db = TestDatabase::open(Engine::Sqlite)
+        .await
+        .expect("SQLite is always available");
+    let state = db.state();
+    (db, state)
+}
+
+/// The body of a response parsed as JSON.
+pub async fn json_body<B: MessageBody>(response: ServiceResponse<B>) -> serde_json::Value {
+    let bytes = actix_test::read_body(response).await;
+    serde_json::from_slice(&bytes).unwrap_or_else(|err| {
+        panic!(
+            "body is not JSON ({err}): {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+/// A clock the test moves by hand.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn at(start: DateTime<Utc>) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(start)))
+    }
+
+    pub fn set(&self, now: DateTime<Utc>) {
+        *self.0.lock().expect("clock lock") = now;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
+/// A response header as a string; panics when absent.
+pub fn header<B>(response: &ServiceResponse<B>, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .expect("ASCII header")
+        .to_owned()
+}

@@ -1,0 +1,199 @@
+//! `/health`, `/ready`, `/metrics`, `/openapi.json` and the request-id header.
+
+use actix_web::http::StatusCode;
+use actix_web::test as actix_test;
+use lms_api::create_app;
+
+use crate::support::{TestDatabase, header, json_body, on_both_databases, sqlite_app_state};
+
+#[actix_web::test]
+async fn health_reports_ok_and_version() {
+    let (_db, state) = sqlite_app_state().await;
+    let app = actix_test::init_service(create_app(state)).await;
+
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/health").to_request(),
+    )
+    .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await;
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+}
+
+async fn ready_when_database_answers(db: TestDatabase) {
+    let app = actix_test::init_service(create_app(db.state())).await;
+
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/ready").to_request(),
+    )
+    .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await;
+    assert_eq!(body["status"], "ok");
+    let database = &body["checks"]["database"];
+    assert_eq!(database["ok"], true);
+    assert!(database["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+    assert!(
+        database.get("error").is_none(),
+        "no error on success: {database}"
+    );
+}
+on_both_databases!(ready_when_database_answers);
+
+async fn ready_is_503_when_database_is_gone(db: TestDatabase) {
+    let state = db.state();
+    let app = actix_test::init_service(create_app(state.clone())).await;
+    state.db.close_by_ref().await.expect("close pool");
+
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/ready").to_request(),
+    )
+    .await;
+
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = json_body(response).await;
+    assert_eq!(body["status"], "unavailable");
+    let database = &body["checks"]["database"];
+    assert_eq!(database["ok"], false);
+    assert_eq!(database["error"], "database query failed");
+}
+on_both_databases!(ready_is_503_when_database_is_gone);
+
+#[actix_web::test]
+async fn metrics_count_requests_per_route_pattern_and_status() {
+    let (_db, state) = sqlite_app_state().await;
+    let app = actix_test::init_service(create_app(state)).await;
+
+    for _ in 0..2 {
+        let response = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get().uri("/health").to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get()
+            .uri("/no/such/page?token=secret")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/metrics").to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = header(&response, "content-type");
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = String::from_utf8(actix_test::read_body(response).await.to_vec()).unwrap();
+
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/health",status="200"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"http_request_duration_seconds_count{method="GET",route="/health",status="200"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"http_request_duration_seconds_bucket{method="GET",route="/health",status="200",le="+Inf"} 2"#),
+        "{text}"
+    );
+    // Raw paths and query strings never become labels.
+    assert!(!text.contains("/no/such/page"), "{text}");
+    assert!(!text.contains("secret"), "{text}");
+}
+
+#[actix_web::test]
+async fn openapi_document_lists_routes_error_schema_and_bearer_scheme() {
+    let (_db, state) = sqlite_app_state().await;
+    let app = actix_test::init_service(create_app(state)).await;
+
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get()
+            .uri("/openapi.json")
+            .to_request(),
+    )
+    .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let doc = json_body(response).await;
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    for path in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/openapi.json",
+        "/api/v1/auth/me",
+    ] {
+        assert!(
+            doc["paths"][path]["get"].is_object(),
+            "missing GET {path}: {}",
+            doc["paths"]
+        );
+    }
+    let error_schema = &doc["components"]["schemas"]["ErrorBody"];
+    assert!(
+        error_schema["properties"]["detail"].is_object(),
+        "{error_schema}"
+    );
+    assert!(
+        error_schema["properties"]["code"].is_object(),
+        "{error_schema}"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let ready_responses = &doc["paths"]["/ready"]["get"]["responses"];
+    assert!(ready_responses["503"].is_object(), "{ready_responses}");
+}
+
+#[actix_web::test]
+async fn request_id_is_echoed_or_generated() {
+    let (_db, state) = sqlite_app_state().await;
+    let app = actix_test::init_service(create_app(state)).await;
+
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get()
+            .uri("/health")
+            .insert_header(("x-request-id", "abc-123"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(header(&response, "x-request-id"), "abc-123");
+
+    // Ids that could break log lines are replaced by a generated UUID.
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get()
+            .uri("/health")
+            .insert_header(("x-request-id", "bad id with spaces"))
+            .to_request(),
+    )
+    .await;
+    let generated = header(&response, "x-request-id");
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+}

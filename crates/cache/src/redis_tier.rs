@@ -1,0 +1,633 @@
+//! Redis adapters: the shared tier ([`RedisStore`]) and the invalidation bus
+//! ([`RedisInvalidationBus`]).
+
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, Msg, ProtocolVersion, PushInfo, PushKind, RedisError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::bus::{AbortOnDrop, BusEvent, EVENT_CHANNEL_CAPACITY, Invalidation, InvalidationBus};
+use crate::config::RedisConfig;
+use crate::key::{SEGMENT_SEPARATOR, SegmentPrefix, escape_glob};
+use crate::store::{BackendError, CacheStore, Fetched, StoredEntry};
+
+const BACKEND: &str = "redis";
+/// First byte of a stored value: the bytes follow.
+const TAG_FOUND: u8 = b'V';
+/// The whole stored value for a cached "not found".
+const TAG_NOT_FOUND: u8 = b'N';
+/// Keys asked for per `SCAN` round trip.
+const SCAN_BATCH: usize = 500;
+
+fn open_client(config: &RedisConfig) -> Result<Client, BackendError> {
+    Client::open(config.url.as_str()).map_err(|error| {
+        BackendError::new(
+            BACKEND,
+            "configure",
+            format!("unusable Redis URL {}: {error}", config.redacted_url()),
+        )
+    })
+}
+
+fn check_namespace(config: &RedisConfig) -> Result<(), BackendError> {
+    if config.namespace.is_empty() {
+        // An empty namespace would make `clear` delete every key of the database.
+        return Err(BackendError::new(
+            BACKEND,
+            "configure",
+            "the Redis key namespace must not be empty",
+        ));
+    }
+    Ok(())
+}
+
+fn is_connection_failure(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_unrecoverable_error()
+}
+
+/// Skips Redis for a while after a connection-level failure, so requests do not each wait for
+/// a timeout while it is down. Uses real time: it is about the network, not about TTLs.
+#[derive(Debug)]
+struct Breaker {
+    cooldown: Duration,
+    open_until: Mutex<Option<Instant>>,
+}
+
+impl Breaker {
+    fn new(cooldown: Duration) -> Self {
+        Self {
+            cooldown,
+            open_until: Mutex::new(None),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        let mut open_until = self
+            .open_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match *open_until {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                *open_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn trip(&self) {
+        *self
+            .open_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + self.cooldown);
+    }
+}
+
+/// The shared tier in Redis. Entries live under `{namespace}{key}` with the TTL as Redis
+/// expiry (`PX`); Redis keeps no stale copies (those live in each instance's local tier).
+///
+/// Value layout: `V` followed by the bytes, or `N` alone for a cached "not found".
+pub struct RedisStore {
+    connection: ConnectionManager,
+    namespace: String,
+    breaker: Breaker,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store that connects on first use and reconnects after failures. Fails only on an
+    /// unusable URL or an empty namespace. Needs a Tokio runtime.
+    pub fn new(config: &RedisConfig) -> Result<Self, BackendError> {
+        check_namespace(config)?;
+        let client = open_client(config)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.response_timeout))
+            // One attempt per reconnect: the breaker, not a retry loop, absorbs outages.
+            .set_number_of_retries(0);
+        let connection = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|error| BackendError::new(BACKEND, "connect", error.to_string()))?;
+        Ok(Self {
+            connection,
+            namespace: config.namespace.clone(),
+            breaker: Breaker::new(config.error_cooldown),
+        })
+    }
+
+    fn redis_key(&self, key: &str) -> String {
+        format!("{}{key}", self.namespace)
+    }
+
+    fn failed(&self, operation: &'static str, error: &RedisError) -> BackendError {
+        if is_connection_failure(error) {
+            self.breaker.trip();
+        }
+        BackendError::new(BACKEND, operation, error.to_string())
+    }
+
+    fn decode(&self, key: &str, raw: &Bytes) -> Result<Fetched, BackendError> {
+        match raw.first() {
+            Some(&TAG_FOUND) => Ok(Fetched::Found(raw.slice(1..))),
+            Some(&TAG_NOT_FOUND) if raw.len() == 1 => Ok(Fetched::NotFound),
+            _ => Err(BackendError::new(
+                BACKEND,
+                "get",
+                format!("value under {key:?} is not in this cache's format"),
+            )),
+        }
+    }
+
+    fn encode(value: &Fetched) -> Vec<u8> {
+        match value {
+            Fetched::Found(bytes) => {
+                let mut raw = Vec::with_capacity(bytes.len() + 1);
+                raw.push(TAG_FOUND);
+                raw.extend_from_slice(bytes);
+                raw
+            }
+            Fetched::NotFound => vec![TAG_NOT_FOUND],
+        }
+    }
+
+    /// Collects every key matching `pattern` (raw Redis names).
+    async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>, BackendError> {
+        let mut connection = self.connection.clone();
+        let mut cursor: u64 = 0;
+        let mut found = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH)
+                .query_async(&mut connection)
+                .await
+                .map_err(|error| self.failed("scan", &error))?;
+            found.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key more than once.
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+
+    /// Unlinks `keys`; returns those that existed.
+    async fn unlink_each(
+        &self,
+        operation: &'static str,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, BackendError> {
+        let mut connection = self.connection.clone();
+        let mut removed = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(SCAN_BATCH) {
+            let mut pipeline = redis::pipe();
+            for key in chunk {
+                pipeline.cmd("UNLINK").arg(key);
+            }
+            let counts: Vec<u64> = pipeline
+                .query_async(&mut connection)
+                .await
+                .map_err(|error| self.failed(operation, &error))?;
+            removed.extend(
+                chunk
+                    .iter()
+                    .zip(counts)
+                    .filter(|(_, count)| *count > 0)
+                    .map(|(key, _)| key.clone()),
+            );
+        }
+        Ok(removed)
+    }
+
+    fn strip_namespace(&self, raw: &[u8]) -> String {
+        let name = raw.strip_prefix(self.namespace.as_bytes()).unwrap_or(raw);
+        String::from_utf8_lossy(name).into_owned()
+    }
+}
+
+#[async_trait]
+impl CacheStore for RedisStore {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn retains_stale(&self) -> bool {
+        false
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<StoredEntry>, BackendError> {
+        if self.breaker.is_open() {
+            tracing::trace!(key, "Redis cooling down after an error; skipped read");
+            return Ok(None);
+        }
+        let redis_key = self.redis_key(key);
+        let mut connection = self.connection.clone();
+        let (raw, ttl_millis): (Option<Bytes>, i64) = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg(&redis_key)
+            .cmd("PTTL")
+            .arg(&redis_key)
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| self.failed("get", &error))?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        // -1: no expiry (written by something else); -2: gone. Neither is one of ours to serve.
+        let Ok(ttl_millis) = u64::try_from(ttl_millis) else {
+            return Ok(None);
+        };
+        if ttl_millis == 0 {
+            return Ok(None);
+        }
+        Ok(Some(StoredEntry {
+            value: self.decode(key, &raw)?,
+            fresh_for: Duration::from_millis(ttl_millis),
+            stale_for: Duration::ZERO,
+        }))
+    }
+
+    async fn put(&self, key: &str, entry: StoredEntry) -> Result<(), BackendError> {
+        if entry.fresh_for.is_zero() {
+            return Ok(());
+        }
+        if self.breaker.is_open() {
+            tracing::trace!(key, "Redis cooling down after an error; skipped write");
+            return Ok(());
+        }
+        let ttl_millis = u64::try_from(entry.fresh_for.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut connection = self.connection.clone();
+        redis::cmd("SET")
+            .arg(self.redis_key(key))
+            .arg(Self::encode(&entry.value))
+            .arg("PX")
+            .arg(ttl_millis)
+            .exec_async(&mut connection)
+            .await
+            .map_err(|error| self.failed("put", &error))
+    }
+
+    async fn remove(&self, key: &str) -> Result<bool, BackendError> {
+        let mut connection = self.connection.clone();
+        let removed: u64 = redis::cmd("UNLINK")
+            .arg(self.redis_key(key))
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| self.failed("remove", &error))?;
+        Ok(removed > 0)
+    }
+
+    async fn remove_prefix(&self, prefix: &SegmentPrefix) -> Result<Vec<String>, BackendError> {
+        let exact = self.redis_key(prefix.as_str());
+        let below = format!("{}{SEGMENT_SEPARATOR}*", escape_glob(&exact));
+        let mut candidates = self.scan(&below).await?;
+        candidates.push(exact.into_bytes());
+        let removed = self.unlink_each("remove_prefix", candidates).await?;
+        Ok(removed
+            .iter()
+            .map(|raw| self.strip_namespace(raw))
+            .collect())
+    }
+
+    async fn clear(&self) -> Result<u64, BackendError> {
+        let pattern = format!("{}*", escape_glob(&self.namespace));
+        let keys = self.scan(&pattern).await?;
+        let removed = self.unlink_each("clear", keys).await?;
+        Ok(removed.len() as u64)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireMessage {
+    origin: String,
+    invalidation: Invalidation,
+}
+
+#[derive(Debug, Clone)]
+struct SubscriberSettings {
+    channel: String,
+    instance_id: String,
+    client_name: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    keepalive_interval: Duration,
+    reconnect_min_delay: Duration,
+    reconnect_max_delay: Duration,
+}
+
+/// Invalidations over Redis pub/sub on `{namespace}invalidations`.
+///
+/// A background task holds a dedicated RESP3 connection (named with `CLIENT SETNAME`, see
+/// [`subscriber_client_name`](Self::subscriber_client_name)) subscribed to the channel, pings it
+/// to detect a dead link, and reconnects with backoff. Pub/sub drops messages while a
+/// subscriber is away, so after every successful (re)subscription the bus emits
+/// [`BusEvent::Resync`] and the cache drops its whole local tier. Requires Redis 6 or newer.
+pub struct RedisInvalidationBus {
+    publisher: ConnectionManager,
+    settings: SubscriberSettings,
+    events: broadcast::Sender<BusEvent>,
+    _subscriber: AbortOnDrop,
+}
+
+impl fmt::Debug for RedisInvalidationBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisInvalidationBus")
+            .field("channel", &self.settings.channel)
+            .field("instance_id", &self.settings.instance_id)
+            .field("client_name", &self.settings.client_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisInvalidationBus {
+    /// Starts the subscription task (it keeps retrying while Redis is down) and returns the bus.
+    /// Fails only on an unusable URL or an empty namespace. Needs a Tokio runtime.
+    pub fn start(config: &RedisConfig) -> Result<Self, BackendError> {
+        check_namespace(config)?;
+        let client = open_client(config)?;
+        let publisher = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout))
+                .set_number_of_retries(1),
+        )
+        .map_err(|error| BackendError::new(BACKEND, "connect", error.to_string()))?;
+
+        let info = client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let subscriber_client = Client::open(info.set_redis_settings(resp3))
+            .map_err(|error| BackendError::new(BACKEND, "configure", error.to_string()))?;
+
+        let instance_id = format!("{:016x}", fastrand::u64(..));
+        let client_name = format!(
+            "{}subscriber-{instance_id}",
+            config
+                .namespace
+                .chars()
+                .map(|ch| if ch.is_ascii_graphic() { ch } else { '_' })
+                .collect::<String>()
+        );
+        let settings = SubscriberSettings {
+            channel: config.channel(),
+            instance_id,
+            client_name,
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+            keepalive_interval: config.keepalive_interval.max(Duration::from_millis(10)),
+            reconnect_min_delay: config.reconnect_min_delay,
+            reconnect_max_delay: config.reconnect_max_delay.max(config.reconnect_min_delay),
+        };
+        let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
+        let task = tokio::spawn(run_subscriber(
+            subscriber_client,
+            settings.clone(),
+            events.clone(),
+        ));
+        Ok(Self {
+            publisher,
+            settings,
+            events,
+            _subscriber: AbortOnDrop(task),
+        })
+    }
+
+    /// This instance's id, carried in its messages so it can ignore its own.
+    pub fn instance_id(&self) -> &str {
+        &self.settings.instance_id
+    }
+
+    /// The `CLIENT SETNAME` of the subscription connection (visible in `CLIENT LIST`).
+    pub fn subscriber_client_name(&self) -> &str {
+        &self.settings.client_name
+    }
+
+    /// The pub/sub channel.
+    pub fn channel(&self) -> &str {
+        &self.settings.channel
+    }
+}
+
+#[async_trait]
+impl InvalidationBus for RedisInvalidationBus {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn publish(&self, invalidation: &Invalidation) -> Result<(), BackendError> {
+        let message = WireMessage {
+            origin: self.settings.instance_id.clone(),
+            invalidation: invalidation.clone(),
+        };
+        let payload = serde_json::to_vec(&message)
+            .map_err(|error| BackendError::new(BACKEND, "publish", error.to_string()))?;
+        let mut connection = self.publisher.clone();
+        let receivers: u64 = redis::cmd("PUBLISH")
+            .arg(&self.settings.channel)
+            .arg(payload)
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| BackendError::new(BACKEND, "publish", error.to_string()))?;
+        tracing::debug!(
+            channel = %self.settings.channel,
+            receivers,
+            "published cache invalidation"
+        );
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
+        self.events.subscribe()
+    }
+}
+
+async fn run_subscriber(
+    client: Client,
+    settings: SubscriberSettings,
+    events: broadcast::Sender<BusEvent>,
+) {
+    let mut delay = settings.reconnect_min_delay;
+    loop {
+        match subscribe(&client, &settings).await {
+            Ok((connection, pushes)) => {
+                delay = settings.reconnect_min_delay;
+                tracing::info!(
+                    channel = %settings.channel,
+                    "subscribed to cache invalidations; dropping the local tier in case any were missed"
+                );
+                let _ = events.send(BusEvent::Resync);
+                let reason = pump(connection, pushes, &settings, &events).await;
+                tracing::warn!(
+                    channel = %settings.channel,
+                    %reason,
+                    "cache invalidation subscription lost; reconnecting"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(
+                    channel = %settings.channel,
+                    %error,
+                    retry_in = ?delay,
+                    "cannot subscribe to cache invalidations"
+                );
+            }
+        }
+        // Jitter so that many instances do not reconnect in lockstep.
+        let jitter = delay.mul_f64(fastrand::f64() * 0.25);
+        tokio::time::sleep(delay + jitter).await;
+        delay = (delay * 2).min(settings.reconnect_max_delay);
+    }
+}
+
+async fn subscribe(
+    client: &Client,
+    settings: &SubscriberSettings,
+) -> Result<(MultiplexedConnection, mpsc::UnboundedReceiver<PushInfo>), RedisError> {
+    let (push_sender, pushes) = mpsc::unbounded_channel();
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(settings.connect_timeout))
+        .set_response_timeout(Some(settings.response_timeout))
+        .set_push_sender(push_sender);
+    let mut connection = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(&settings.client_name)
+        .exec_async(&mut connection)
+        .await?;
+    connection.subscribe(&settings.channel).await?;
+    Ok((connection, pushes))
+}
+
+/// Forwards messages until the connection is lost; returns why it was.
+async fn pump(
+    mut connection: MultiplexedConnection,
+    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    settings: &SubscriberSettings,
+    events: &broadcast::Sender<BusEvent>,
+) -> String {
+    let period = settings.keepalive_interval;
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            push = pushes.recv() => {
+                let Some(push) = push else {
+                    return "connection closed".to_owned();
+                };
+                match push.kind {
+                    PushKind::Disconnection => return "connection closed".to_owned(),
+                    PushKind::Message => forward(push, settings, events),
+                    _ => {}
+                }
+            }
+            _ = keepalive.tick() => {
+                if let Err(error) = redis::cmd("PING").exec_async(&mut connection).await {
+                    return format!("keepalive ping failed: {error}");
+                }
+            }
+        }
+    }
+}
+
+fn forward(push: PushInfo, settings: &SubscriberSettings, events: &broadcast::Sender<BusEvent>) {
+    let Some(message) = Msg::from_push_info(push) else {
+        return;
+    };
+    let event = match serde_json::from_slice::<WireMessage>(message.get_payload_bytes()) {
+        Ok(message) if message.origin == settings.instance_id => return,
+        Ok(message) => BusEvent::Invalidate(message.invalidation),
+        Err(error) => {
+            // Something meant to invalidate, we cannot tell what: drop everything to be safe.
+            tracing::warn!(
+                channel = %settings.channel,
+                %error,
+                "unreadable cache invalidation message; dropping the local tier"
+            );
+            BusEvent::Resync
+        }
+    };
+    let _ = events.send(event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_through_the_stored_layout() {
+        let config = RedisConfig::new("redis://127.0.0.1:1");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _guard = runtime.enter();
+        let store = RedisStore::new(&config).expect("lazy store");
+        for value in [
+            Fetched::Found(Bytes::from_static(b"{\"id\":1}")),
+            Fetched::Found(Bytes::new()),
+            Fetched::NotFound,
+        ] {
+            let raw = Bytes::from(RedisStore::encode(&value));
+            assert_eq!(store.decode("k", &raw).expect("decodes"), value);
+        }
+        assert!(store.decode("k", &Bytes::from_static(b"xyz")).is_err());
+        assert!(store.decode("k", &Bytes::new()).is_err());
+        assert!(store.decode("k", &Bytes::from_static(b"Nx")).is_err());
+    }
+
+    #[test]
+    fn an_empty_namespace_is_refused() {
+        let config = RedisConfig::new("redis://127.0.0.1:1").with_namespace("");
+        let error = check_namespace(&config).expect_err("empty namespace");
+        assert!(error.message.contains("namespace"));
+    }
+
+    #[test]
+    fn a_bad_url_error_does_not_leak_the_password() {
+        let config = RedisConfig::new("notredis://user:hunter2@host:6379");
+        let error = open_client(&config).expect_err("bad scheme");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn the_breaker_opens_for_the_cooldown_only() {
+        let breaker = Breaker::new(Duration::from_secs(60));
+        assert!(!breaker.is_open());
+        breaker.trip();
+        assert!(breaker.is_open());
+        let closed = Breaker::new(Duration::ZERO);
+        closed.trip();
+        assert!(!closed.is_open());
+    }
+}

@@ -1,0 +1,145 @@
+//! JWT handling: reading `exp` from the payload and a single-flight token cache.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeZone, Utc};
+use secrecy::SecretString;
+
+use crate::clock;
+
+/// Reads the `exp` claim of a JWT without verifying it (DCS signs with its own secret; the
+/// client only needs to know when to log in again).
+pub(crate) fn jwt_expiry(token: &str) -> Option<DateTime<Utc>> {
+    let payload = token.split('.').nth(1)?;
+    let payload = payload.trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?;
+    let secs = exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))?;
+    Utc.timestamp_opt(secs, 0).single()
+}
+
+/// A token in use.
+#[derive(Debug)]
+pub(crate) struct Token {
+    pub(crate) value: SecretString,
+    /// `exp` from the payload, if it could be read.
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+    /// When to log in again proactively.
+    pub(crate) refresh_at: Option<DateTime<Utc>>,
+    /// Increases with every login; lets concurrent 401s cause a single re-login.
+    pub(crate) generation: u64,
+}
+
+impl Token {
+    pub(crate) fn new(
+        value: SecretString,
+        now: DateTime<Utc>,
+        margin: Duration,
+        generation: u64,
+    ) -> Token {
+        let expires_at = jwt_expiry(secrecy::ExposeSecret::expose_secret(&value));
+        let refresh_at = expires_at.map(|exp| {
+            let lifetime = clock::since(now, exp);
+            // A token that lives shorter than twice the margin is refreshed halfway, so a
+            // short-lived token is not replaced on every call.
+            let margin = margin.min(lifetime / 2);
+            exp - chrono::Duration::from_std(margin).unwrap_or_default()
+        });
+        Token {
+            value,
+            expires_at,
+            refresh_at,
+            generation,
+        }
+    }
+
+    /// Usable without a proactive refresh at `now`.
+    pub(crate) fn is_fresh(&self, now: DateTime<Utc>) -> bool {
+        match self.refresh_at {
+            Some(at) => now < at,
+            None => true,
+        }
+    }
+}
+
+/// The cached token plus the lock that makes refreshes single-flight.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    current: RwLock<Option<Arc<Token>>>,
+    pub(crate) refresh_lock: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+}
+
+impl TokenCache {
+    pub(crate) fn current(&self) -> Option<Arc<Token>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn fresh(&self, now: DateTime<Utc>) -> Option<Arc<Token>> {
+        self.current().filter(|t| t.is_fresh(now))
+    }
+
+    pub(crate) fn store(
+        &self,
+        value: SecretString,
+        now: DateTime<Utc>,
+        margin: Duration,
+    ) -> Arc<Token> {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let token = Arc::new(Token::new(value, now, margin, generation));
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        token
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds an unsigned JWT-shaped token with the given claims (tests only).
+    pub(crate) fn fake_jwt(claims: serde_json::Value) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.sig",
+            b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+            b64.encode(claims.to_string())
+        )
+    }
+
+    #[test]
+    fn reads_exp_from_the_recorded_token() {
+        let t = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIyIiwiaWF0IjoxNzk1MzM5OTcyLCJleHAiOjE3OTUzNDE3NzJ9.<redacted-signature>";
+        assert_eq!(jwt_expiry(t).unwrap().timestamp(), 1795341772);
+        assert_eq!(jwt_expiry("not-a-jwt"), None);
+        assert_eq!(jwt_expiry("a.!!!.c"), None);
+        assert_eq!(jwt_expiry(&fake_jwt(serde_json::json!({"sub": "1"}))), None);
+        assert_eq!(
+            jwt_expiry(&fake_jwt(serde_json::json!({"exp": 100.0})))
+                .unwrap()
+                .timestamp(),
+            100
+        );
+    }
+
+    #[test]
+    fn refresh_point_respects_margin_and_short_lifetimes() {
+        let now = Utc.timestamp_opt(1_000_000, 0).unwrap();
+        let long = fake_jwt(serde_json::json!({"exp": 1_000_000 + 1800}));
+        let t = Token::new(long.into(), now, Duration::from_secs(300), 1);
+        assert_eq!(t.refresh_at.unwrap().timestamp(), 1_000_000 + 1500);
+        assert!(t.is_fresh(now));
+        assert!(!t.is_fresh(Utc.timestamp_opt(1_000_000 + 1500, 0).unwrap()));
+        let short = fake_jwt(serde_json::json!({"exp": 1_000_000 + 60}));
+        let t = Token::new(short.into(), now, Duration::from_secs(300), 1);
+        assert_eq!(t.refresh_at.unwrap().timestamp(), 1_000_000 + 30);
+    }
+}

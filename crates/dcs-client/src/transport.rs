@@ -1,0 +1,509 @@
+//! One HTTP attempt on the shared hyper connection pool, with timeouts and the per-host
+//! connection bound.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use secrecy::{ExposeSecret as _, SecretString};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::api::ByteStream;
+use crate::config::DcsConfig;
+use crate::error::DcsError;
+
+/// Which credential a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthScope {
+    /// No auth (login, health).
+    None,
+    /// JWT or API key (`/books/*`, `/publishers/*`).
+    ApiKeyOk,
+    /// JWT only (`/storage/*`, `/webhooks/*`); the label names the route family.
+    JwtOnly(&'static str),
+}
+
+/// Whether the body is read whole (API call) or streamed (download).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Api,
+    Download,
+}
+
+/// A request to DCS, described once and sent once per attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct Req {
+    pub method: Method,
+    /// Encoded path, starting with `/`.
+    pub path: String,
+    /// Encoded query without `?`.
+    pub query: Option<String>,
+    /// JSON body.
+    pub body: Option<Bytes>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Safe to repeat (GET/PUT/DELETE/HEAD, or explicitly flagged like `POST /books/batch`).
+    pub idempotent: bool,
+    pub auth: AuthScope,
+    pub kind: Kind,
+}
+
+impl Req {
+    pub(crate) fn new(method: Method, path: impl Into<String>, auth: AuthScope) -> Self {
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+        );
+        Req {
+            method,
+            path: path.into(),
+            query: None,
+            body: None,
+            headers: Vec::new(),
+            idempotent,
+            auth,
+            kind: Kind::Api,
+        }
+    }
+
+    pub(crate) fn query(mut self, query: String) -> Self {
+        self.query = Some(query);
+        self
+    }
+
+    pub(crate) fn json<T: serde::Serialize>(mut self, body: &T) -> Result<Self, DcsError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| DcsError::InvalidArgument {
+            message: format!("could not encode the request body: {e}"),
+        })?;
+        self.body = Some(Bytes::from(bytes));
+        Ok(self)
+    }
+
+    pub(crate) fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Marks a POST that only reads (e.g. `POST /books/batch`) as safe to retry.
+    pub(crate) fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+
+    pub(crate) fn download(mut self) -> Self {
+        self.kind = Kind::Download;
+        self
+    }
+}
+
+/// The body of an answer: read whole, or a stream still holding its connection permit.
+pub(crate) enum Body {
+    Full(Bytes),
+    Stream(ByteStream),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            Body::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// An answer from DCS (any status).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+impl Answer {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match &self.body {
+            Body::Full(b) => b,
+            Body::Stream(_) => &[],
+        }
+    }
+
+    pub(crate) fn header_str(&self, name: &HeaderName) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub(crate) struct Transport {
+    client: HyperClient,
+    base: String,
+    permits: Arc<Semaphore>,
+    api_timeout: Duration,
+    download_timeout: Duration,
+    download_idle_timeout: Duration,
+    connect_timeout: Duration,
+    user_agent: HeaderValue,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("base", &self.base)
+            .field("available_permits", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks and normalises the base URL (`http`/`https`, a host, no query; trailing `/` cut).
+pub(crate) fn normalise_base_url(base: &str) -> Result<String, DcsError> {
+    let bad = |why: &str| DcsError::InvalidConfig {
+        message: format!("base_url {base:?}: {why}"),
+    };
+    let trimmed = base.trim().trim_end_matches('/');
+    let uri: Uri = trimmed.parse().map_err(|_| bad("not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(bad("the scheme must be http or https")),
+    }
+    if uri.authority().is_none() {
+        return Err(bad("no host"));
+    }
+    if uri.query().is_some() || trimmed.contains('#') {
+        return Err(bad("must not have a query or fragment"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+impl Transport {
+    pub(crate) fn new(cfg: &DcsConfig) -> Result<Transport, DcsError> {
+        let base = normalise_base_url(&cfg.base_url)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| DcsError::InvalidConfig {
+                message: format!("TLS setup failed: {e}"),
+            })?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let max = cfg.max_connections_per_host.max(1);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(max)
+            // hyper-util reaps idle connections only with both a timer and a timeout.
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .timer(TokioTimer::new())
+            .build(https);
+        let user_agent =
+            HeaderValue::from_str(&cfg.user_agent).map_err(|_| DcsError::InvalidConfig {
+                message: "user_agent is not a valid header value".to_owned(),
+            })?;
+        Ok(Transport {
+            client,
+            base,
+            permits: Arc::new(Semaphore::new(max)),
+            api_timeout: cfg.api_timeout,
+            download_timeout: cfg.download_timeout,
+            download_idle_timeout: cfg.download_idle_timeout,
+            connect_timeout: cfg.connect_timeout,
+            user_agent,
+        })
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn url(&self, path: &str, query: Option<&str>) -> String {
+        match query {
+            Some(q) => format!("{}{}?{}", self.base, path, q),
+            None => format!("{}{}", self.base, path),
+        }
+    }
+
+    fn build(
+        &self,
+        req: &Req,
+        bearer: Option<&SecretString>,
+    ) -> Result<Request<Full<Bytes>>, DcsError> {
+        let url = self.url(&req.path, req.query.as_deref());
+        let uri: Uri = url.parse().map_err(|_| DcsError::InvalidArgument {
+            message: format!("could not build a URL for {}", req.path),
+        })?;
+        let mut builder = Request::builder()
+            .method(req.method.clone())
+            .uri(uri)
+            .header(header::USER_AGENT, self.user_agent.clone());
+        if req.kind == Kind::Api {
+            builder = builder.header(header::ACCEPT, HeaderValue::from_static("application/json"));
+        }
+        if req.body.is_some() {
+            builder = builder.header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        if let Some(secret) = bearer {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", secret.expose_secret()))
+                .map_err(|_| DcsError::InvalidConfig {
+                    message: "the credential contains characters not allowed in a header"
+                        .to_owned(),
+                })?;
+            value.set_sensitive(true);
+            builder = builder.header(header::AUTHORIZATION, value);
+        }
+        for (name, value) in &req.headers {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        builder
+            .body(Full::new(req.body.clone().unwrap_or_default()))
+            .map_err(|e| DcsError::InvalidArgument {
+                message: format!("could not build the request: {e}"),
+            })
+    }
+
+    /// Sends one attempt. For API calls the body is read whole within `api_timeout`; for
+    /// downloads the head must arrive within `download_timeout`, a success body is streamed
+    /// (idle timeout between chunks) and an error body is read whole.
+    pub(crate) async fn send(
+        &self,
+        req: &Req,
+        bearer: Option<&SecretString>,
+    ) -> Result<Answer, DcsError> {
+        let request = self.build(req, bearer)?;
+        let started = Instant::now();
+        let result = match req.kind {
+            Kind::Api => {
+                let fut = async {
+                    let _permit = self.acquire().await?;
+                    let resp = self
+                        .client
+                        .request(request)
+                        .await
+                        .map_err(|e| self.map_client_error(&e))?;
+                    let (parts, body) = resp.into_parts();
+                    let bytes = body
+                        .collect()
+                        .await
+                        .map_err(|e| DcsError::network(format!("reading the body: {}", chain(&e))))?
+                        .to_bytes();
+                    Ok(Answer {
+                        status: parts.status,
+                        headers: parts.headers,
+                        body: Body::Full(bytes),
+                    })
+                };
+                match tokio::time::timeout(self.api_timeout, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(DcsError::Timeout {
+                        phase: "request",
+                        after: self.api_timeout,
+                    }),
+                }
+            }
+            Kind::Download => self.send_download(request).await,
+        };
+        let latency_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(answer) => tracing::debug!(
+                target: "dcs_client::request",
+                method = %req.method,
+                path = %req.path,
+                status = answer.status.as_u16(),
+                latency_ms,
+                "DCS request"
+            ),
+            Err(err) => tracing::debug!(
+                target: "dcs_client::request",
+                method = %req.method,
+                path = %req.path,
+                error = %err,
+                code = err.code(),
+                latency_ms,
+                "DCS request failed"
+            ),
+        }
+        result
+    }
+
+    async fn send_download(&self, request: Request<Full<Bytes>>) -> Result<Answer, DcsError> {
+        let head = async {
+            let permit = self.acquire().await?;
+            let resp = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| self.map_client_error(&e))?;
+            Ok::<_, DcsError>((permit, resp))
+        };
+        let (permit, resp) = match tokio::time::timeout(self.download_timeout, head).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(DcsError::Timeout {
+                    phase: "response head",
+                    after: self.download_timeout,
+                });
+            }
+        };
+        let (parts, body) = resp.into_parts();
+        if parts.status.is_success() {
+            return Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body: Body::Stream(body_stream(body, permit, self.download_idle_timeout)),
+            });
+        }
+        // Error answers are small: read them whole (bounded by the idle timeout).
+        let bytes = match tokio::time::timeout(self.download_idle_timeout, body.collect()).await {
+            Ok(Ok(c)) => c.to_bytes(),
+            Ok(Err(e)) => {
+                return Err(DcsError::network(format!(
+                    "reading the body: {}",
+                    chain(&e)
+                )));
+            }
+            Err(_) => {
+                return Err(DcsError::Timeout {
+                    phase: "body idle",
+                    after: self.download_idle_timeout,
+                });
+            }
+        };
+        drop(permit);
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: Body::Full(bytes),
+        })
+    }
+
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, DcsError> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DcsError::network("connection limiter closed"))
+    }
+
+    fn map_client_error(&self, e: &hyper_util::client::legacy::Error) -> DcsError {
+        if e.is_connect() && has_io_kind(e, std::io::ErrorKind::TimedOut) {
+            return DcsError::Timeout {
+                phase: "connect",
+                after: self.connect_timeout,
+            };
+        }
+        let what = if e.is_connect() { "connect" } else { "request" };
+        DcsError::network(format!("{what}: {}", chain(e)))
+    }
+}
+
+/// The error and its sources as one line.
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+fn has_io_kind(e: &(dyn StdError + 'static), kind: std::io::ErrorKind) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == kind
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+struct StreamState {
+    body: Incoming,
+    _permit: OwnedSemaphorePermit,
+    idle: Duration,
+    done: bool,
+}
+
+/// Streams a body, keeping the connection permit until the stream ends or is dropped.
+fn body_stream(body: Incoming, permit: OwnedSemaphorePermit, idle: Duration) -> ByteStream {
+    let state = StreamState {
+        body,
+        _permit: permit,
+        idle,
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            match tokio::time::timeout(st.idle, st.body.frame()).await {
+                Err(_) => {
+                    st.done = true;
+                    let err = DcsError::Timeout {
+                        phase: "body idle",
+                        after: st.idle,
+                    };
+                    return Some((Err(err), st));
+                }
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => {
+                    st.done = true;
+                    let err = DcsError::network(format!("reading the body: {}", chain(&e)));
+                    return Some((Err(err), st));
+                }
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        return Some((Ok(data), st));
+                    }
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            normalise_base_url("http://127.0.0.1:8081/").unwrap(),
+            "http://127.0.0.1:8081"
+        );
+        assert_eq!(
+            normalise_base_url("https://h.example/dcs/").unwrap(),
+            "https://h.example/dcs"
+        );
+        for bad in ["", "ftp://x", "127.0.0.1:80", "http://x/?a=b", "nonsense"] {
+            let e = normalise_base_url(bad).unwrap_err();
+            assert_eq!(e.code(), "dcs_invalid_config", "{bad}");
+        }
+    }
+}

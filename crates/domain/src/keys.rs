@@ -1,0 +1,51 @@
+//! Cache keys for DCS data. Keys are colon-separated segments, so a prefix invalidation
+//! (`dcs:books:id:1`) removes that book's entries and never those of book 10.
+
+/// Everything cached from DCS.
+pub const ALL: &str = "dcs";
+
+/// Every book entry: lists, records, covers, configs.
+pub const BOOKS: &str = "dcs:books";
+/// The DCS book list and every response rendered from it.
+pub const BOOK_LISTS: &str = "dcs:books:list";
+/// Every publisher entry.
+pub const PUBLISHERS: &str = "dcs:publishers";
+/// The DCS publisher list and every response rendered from it.
+pub const PUBLISHER_LISTS: &str = "dcs:publishers:list";
+
+/// The full book list as DCS returned it (archived included).
+pub fn book_list_source() -> String {
+    format!("{BOOK_LISTS}:source")
+}
+
+/// A rendered `/books` response for one normalised query.
+pub fn book_list_view(query: &str) -> String {
+    format!("{BOOK_LISTS}:view:{query}")
+}
+
+/// One book record and everything cached under it (cover, config).
+pub fn book(id: i64) -> String {
+    format!("{BOOKS}:id:{id}")
+}
+
+pub fn book_cover(id: i64) -> String {
+    format!("{}:cover", book(id))
+}
+
+pub fn book_config(id: i64) -> String {
+    format!("{}:config", book(id))
+}
+
+/// The full publisher list (all pages, active publishers only).
+pub fn publisher_list() -> String {
+    format!("{PUBLISHER_LISTS}:source")
+}
+
+/// One publisher record and everything cached under it (logo).
+pub fn publisher(id: i64) -> String {
+    format!("{PUBLISHERS}:id:{id}")
+}
+
+pub fn publisher_logo(id: i64) -> String {
+    format!("{}:logo", publisher(id))
+}

@@ -1,0 +1,5 @@
+#![doc = include_str!("../README.md")]
+
+pub mod catalog;
+pub mod keys;
+pub mod webhooks;

@@ -1,0 +1,25 @@
+# Developer shortcuts; each recipe calls the same scripts CI and the README use.
+
+default:
+    @just --list
+
+# Run the main job: lms-api on embedded defaults with the fake DCS and the sample book.
+run:
+    scripts/run.sh
+
+# Every check and test (`just test`), or one crate's tests (`just test dcs-client`).
+test *crate:
+    scripts/test.sh {{crate}}
+
+# Formatting, clippy with -D warnings, and the one-crypto-provider check.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    scripts/check-crypto-provider.sh
+
+# The committed benchmarks (figures go to docs/benchmarks.md).
+bench:
+    scripts/bench.sh
+
+fmt:
+    cargo fmt --all

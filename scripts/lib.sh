@@ -1,0 +1,56 @@
+# Shared helpers for the project's scripts: make sure what tests and local runs need is
+# installed and running. Every function is idempotent: it does nothing when all is in place.
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_port() { # host port seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do port_open "$1" "$2" && return 0; sleep 0.1; done
+  return 1
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain named in rust-toolchain.toml"
+  # cargo-nextest runs the tests in parallel processes; fall back to installing it from crates.io.
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest"
+    cargo install cargo-nextest --locked
+  fi
+}
+
+ensure_postgres() {
+  port_open 127.0.0.1 5432 && return 0
+  log "starting PostgreSQL"
+  if ! command -v pg_ctlcluster >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_port 127.0.0.1 5432 30 || die "PostgreSQL did not start on 127.0.0.1:5432"
+}
+
+ensure_redis() {
+  port_open 127.0.0.1 6379 && return 0
+  log "starting Redis"
+  if ! command -v redis-server >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_port 127.0.0.1 6379 30 || die "Redis did not start on 127.0.0.1:6379"
+}
+
+# The S3 server that verifies SigV4 signatures (header auth and presigned URLs), for storage tests.
+S3S_FS_VERSION=0.14.1
+ensure_s3s_fs() {
+  if command -v s3s-fs >/dev/null && s3s-fs --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+    return 0
+  fi
+  log "installing s3s-fs $S3S_FS_VERSION (takes a few minutes, once)"
+  cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked
+}
