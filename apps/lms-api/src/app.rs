@@ -18,9 +18,10 @@ use crate::error::{
     query_error_handler, unmatched_route,
 };
 use crate::metrics::{HttpMetrics, track_requests};
-use crate::readiness::{DEFAULT_CHECK_TIMEOUT, DatabaseCheck, Readiness};
+use crate::readiness::{DEFAULT_CHECK_TIMEOUT, DatabaseCheck, DcsCheck, Readiness, RedisCheck};
 use crate::routes::system::OpenApiDocument;
 use crate::routes::{self, ApiDoc};
+use crate::services::{Services, ServicesError};
 use crate::settings::Settings;
 
 /// Everything handlers share. Cheap to clone (reference-counted parts).
@@ -36,29 +37,56 @@ pub struct AppState {
     pub metrics: HttpMetrics,
     /// The checks behind `/ready`.
     pub readiness: Readiness,
+    /// The domain services and the adapters under them.
+    pub services: Services,
 }
 
 impl AppState {
-    /// State over an open (and migrated) database.
-    pub fn new(settings: Settings, db: DatabaseConnection) -> Self {
+    /// State over an open (and migrated) database, with adapters built from the settings.
+    pub fn new(settings: Settings, db: DatabaseConnection) -> Result<Self, ServicesError> {
+        let services = Services::from_settings(&settings)?;
+        Ok(Self::with_services(settings, db, services))
+    }
+
+    /// State over given services (tests use a DCS client with fast retries).
+    pub fn with_services(settings: Settings, db: DatabaseConnection, services: Services) -> Self {
         let jwt = Arc::new(JwtKeys::from_secret(&settings.jwt_secret));
-        let readiness = Readiness::new(DEFAULT_CHECK_TIMEOUT)
-            .with_check(Arc::new(DatabaseCheck::new(db.clone())));
+        let mut readiness = Readiness::new(DEFAULT_CHECK_TIMEOUT)
+            .with_check(Arc::new(DatabaseCheck::new(db.clone())))
+            .with_check(Arc::new(DcsCheck::new(services.dcs.clone())));
+        if let Some(url) = &settings.redis_url {
+            match RedisCheck::new(url.expose()) {
+                Ok(check) => readiness = readiness.with_check(Arc::new(check)),
+                Err(err) => {
+                    tracing::warn!(error_kind = ?err.kind(), "REDIS_URL: no readiness check")
+                }
+            }
+        }
         Self {
             settings: Arc::new(settings),
             db,
             jwt,
             metrics: HttpMetrics::new(),
             readiness,
+            services,
         }
     }
 }
 
 /// Connects to `DATABASE_URL`, applies pending migrations and assembles the state.
-pub async fn build_state(settings: Settings) -> Result<AppState, DbSetupError> {
+pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     let db = db::connect(&settings.database_url).await?;
     db::migrate(&db).await?;
-    Ok(AppState::new(settings, db))
+    Ok(AppState::new(settings, db)?)
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] DbSetupError),
+    #[error(transparent)]
+    Services(#[from] ServicesError),
 }
 
 /// The whole application: routes, shared data, error handling and middleware.

@@ -58,9 +58,9 @@ pub struct TokenArgs {
 /// Why `serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The database could not be opened or migrated.
+    /// The database or the services could not be set up.
     #[error(transparent)]
-    Database(#[from] DbSetupError),
+    Startup(#[from] crate::app::StartupError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr} (LMS_BIND): {source}")]
     Bind {
@@ -117,6 +117,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     );
     let state = build_state(settings).await?;
     let addr = state.settings.bind;
+    let _background = crate::background::start(&state);
 
     let factory_state = state.clone();
     let server = HttpServer::new(move || create_app(factory_state.clone()))

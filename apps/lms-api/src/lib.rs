@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod clock;
 pub mod db;
@@ -11,6 +12,7 @@ pub mod leader_lock;
 pub mod metrics;
 pub mod readiness;
 pub mod routes;
+pub mod services;
 pub mod settings;
 pub mod telemetry;
 

@@ -60,6 +60,79 @@ impl ReadinessCheck for DatabaseCheck {
     }
 }
 
+/// DCS answers `GET /health` (no credentials involved, so a bad password does not make every
+/// instance unready; login problems show up as request errors instead).
+#[derive(Clone)]
+pub struct DcsCheck {
+    dcs: Arc<dyn dcs_client::DcsApi>,
+}
+
+impl Debug for DcsCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DcsCheck").finish_non_exhaustive()
+    }
+}
+
+impl DcsCheck {
+    /// Checks the given DCS client.
+    pub fn new(dcs: Arc<dyn dcs_client::DcsApi>) -> Self {
+        Self { dcs }
+    }
+}
+
+#[async_trait]
+impl ReadinessCheck for DcsCheck {
+    fn name(&self) -> &'static str {
+        "dcs"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.dcs.health().await.map(|_| ()).map_err(|err| {
+            tracing::warn!(error = %err, code = err.code(), "readiness: DCS check failed");
+            format!("content storage unavailable ({})", err.code())
+        })
+    }
+}
+
+/// Redis answers `PING` (only when `REDIS_URL` is set).
+#[derive(Clone)]
+pub struct RedisCheck {
+    client: redis::Client,
+}
+
+impl Debug for RedisCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCheck").finish_non_exhaustive()
+    }
+}
+
+impl RedisCheck {
+    /// A check against `url` (the URL may hold a password; it is never logged).
+    pub fn new(url: &str) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            client: redis::Client::open(url)?,
+        })
+    }
+}
+
+#[async_trait]
+impl ReadinessCheck for RedisCheck {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let ping = async {
+            let mut conn = self.client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        ping.await.map(|_| ()).map_err(|err| {
+            tracing::warn!(error_kind = ?err.kind(), "readiness: Redis check failed");
+            "redis unavailable".to_owned()
+        })
+    }
+}
+
 /// Overall outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -76,17 +76,22 @@ impl App {
     /// A new admin token `{sub, iat, exp}` with the current lifetime.
     pub(crate) fn mint_token(&self, state: &mut State) -> String {
         let ttl = i64::try_from(state.token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let mut iat = chrono::Utc::now().timestamp();
+        let now = chrono::Utc::now().timestamp();
+        // Expired tokens are refused anyway: no need to remember them.
+        state.issued_tokens.retain(|_, exp| *exp > now);
+        state.revoked_tokens.retain(|_, exp| *exp > now);
+        let mut iat = now;
         loop {
+            let exp = iat.saturating_add(ttl);
             let token = encode_jwt(
                 &self.settings.jwt_secret,
                 &ADMIN_USER_ID.to_string(),
                 iat,
-                iat.saturating_add(ttl),
+                exp,
             );
-            // A token minted in the same second as an expired one would be identical to it.
-            if !state.revoked_tokens.contains(&token) {
-                state.issued_tokens.insert(token.clone());
+            // A token minted in the same second as a revoked one would be identical to it.
+            if !state.revoked_tokens.contains_key(&token) {
+                state.issued_tokens.insert(token.clone(), exp);
                 return token;
             }
             iat += 1;
@@ -95,7 +100,7 @@ impl App {
 
     /// DCS's `decode_access_token` plus the user lookup.
     fn jwt_is_valid(&self, state: &State, token: &str) -> bool {
-        if state.revoked_tokens.contains(token) {
+        if state.revoked_tokens.contains_key(token) {
             return false;
         }
         let mut validation = Validation::new(Algorithm::HS256);

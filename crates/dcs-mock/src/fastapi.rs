@@ -141,13 +141,35 @@ impl Validator {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::from(json_response(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &Detail {
-                    detail: &self.errors,
-                },
-            )))
+            Err(self.into_error())
         }
+    }
+
+    /// Like [`finish`](Self::finish), for a value that exists exactly when validation passed
+    /// (`None` without a recorded error means the body was missing).
+    pub(crate) fn finish_with<T>(mut self, value: Option<T>) -> Result<T, ApiError> {
+        if self.errors.is_empty() {
+            if let Some(value) = value {
+                return Ok(value);
+            }
+            self.push(
+                "missing",
+                vec![JsonValue::string("body")],
+                "Field required",
+                JsonValue::Null,
+                None,
+            );
+        }
+        Err(self.into_error())
+    }
+
+    fn into_error(self) -> ApiError {
+        ApiError::from(json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &Detail {
+                detail: &self.errors,
+            },
+        ))
     }
 
     /// An integer path parameter; returns 0 after recording an error.

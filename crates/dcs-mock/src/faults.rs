@@ -1,5 +1,6 @@
 //! Fault injection and request counting, matched by method and path prefix.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use http::Method;
@@ -128,12 +129,29 @@ impl FaultList {
     }
 }
 
-/// One request that reached the server (control routes excluded).
-#[derive(Debug, Clone)]
-pub(crate) struct RequestRecord {
-    pub(crate) method: Method,
-    pub(crate) raw_path: String,
-    pub(crate) decoded_path: String,
+/// Requests that reached the server (control routes excluded), counted per method and path
+/// so a long-running mock does not grow with traffic.
+#[derive(Debug, Default)]
+pub(crate) struct RequestLog {
+    /// (method, raw path) -> (decoded path, count).
+    counts: HashMap<(Method, String), (String, usize)>,
+}
+
+impl RequestLog {
+    pub(crate) fn record(&mut self, method: &Method, raw_path: &str, decoded_path: &str) {
+        self.counts
+            .entry((method.clone(), raw_path.to_owned()))
+            .or_insert_with(|| (decoded_path.to_owned(), 0))
+            .1 += 1;
+    }
+
+    pub(crate) fn count(&self, pattern: &RoutePattern) -> usize {
+        self.counts
+            .iter()
+            .filter(|((method, raw), (decoded, _))| pattern.matches(method, raw, decoded))
+            .map(|(_, (_, count))| count)
+            .sum()
+    }
 }
 
 #[cfg(test)]

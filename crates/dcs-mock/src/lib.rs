@@ -112,7 +112,7 @@ impl std::fmt::Debug for MockDcs {
 /// Makes every token issued so far answer `401 Invalid token`.
 pub(crate) fn expire_all_tokens(app: &App) {
     let mut state = app.lock();
-    let issued: Vec<String> = state.issued_tokens.drain().collect();
+    let issued: Vec<(String, i64)> = state.issued_tokens.drain().collect();
     state.revoked_tokens.extend(issued);
 }
 
@@ -225,12 +225,7 @@ impl MockDcs {
     pub fn request_count(&self, route: &str) -> usize {
         let pattern =
             RoutePattern::parse(route).unwrap_or_else(|e| panic!("MockDcs::request_count: {e}"));
-        self.app
-            .lock()
-            .requests
-            .iter()
-            .filter(|r| pattern.matches(&r.method, &r.raw_path, &r.decoded_path))
-            .count()
+        self.app.lock().requests.count(&pattern)
     }
 
     /// A new API key (like `POST /api-keys/`), accepted on `/books/*` and `/publishers/*` only.
@@ -250,9 +245,7 @@ impl MockDcs {
     /// Adds a book (creating its publisher if needed) and sends `book.created`.
     pub fn add_book(&self, book: NewBook) -> Result<Book, ContentError> {
         let prepared = content::prepare_new_book(&book)?;
-        let (book, _event) = self
-            .app
-            .change(|state| state.create_book(prepared).map(|(b, e)| (b, Some(e))))?;
+        let (book, _event) = self.app.change(|state| state.create_book(prepared))?;
         Ok(book)
     }
 
@@ -260,9 +253,7 @@ impl MockDcs {
     /// `book.updated`.
     pub fn update_book(&self, id: i64, update: BookUpdate) -> Result<Book, ContentError> {
         let changes = BookChanges::from(update);
-        let (book, _event) = self
-            .app
-            .change(|state| state.update_book(id, changes).map(|(b, e)| (b, Some(e))))?;
+        let (book, _event) = self.app.change(|state| state.update_book(id, changes))?;
         Ok(book)
     }
 
@@ -275,9 +266,7 @@ impl MockDcs {
 
     /// Adds a publisher and sends `publisher.created`.
     pub fn add_publisher(&self, publisher: NewPublisher) -> Result<Publisher, ContentError> {
-        let (publisher, _event) = self
-            .app
-            .change(|state| state.create_publisher(publisher).map(|(p, e)| (p, Some(e))))?;
+        let (publisher, _event) = self.app.change(|state| state.create_publisher(publisher))?;
         Ok(publisher)
     }
 
@@ -289,27 +278,21 @@ impl MockDcs {
         update: PublisherUpdate,
     ) -> Result<Publisher, ContentError> {
         let changes = PublisherChanges::from(update);
-        let (publisher, _event) = self.app.change(|state| {
-            state
-                .update_publisher(id, changes)
-                .map(|(p, e)| (p, Some(e)))
-        })?;
+        let (publisher, _event) = self
+            .app
+            .change(|state| state.update_publisher(id, changes))?;
         Ok(publisher)
     }
 
     /// Soft-deletes a publisher (status `inactive`) and sends `publisher.deleted`.
     pub fn delete_publisher(&self, id: i64) -> Result<Publisher, ContentError> {
-        let (publisher, _event) = self
-            .app
-            .change(|state| state.delete_publisher(id).map(|(p, e)| (p, Some(e))))?;
+        let (publisher, _event) = self.app.change(|state| state.delete_publisher(id))?;
         Ok(publisher)
     }
 
     /// Makes an inactive publisher active again and sends `publisher.created`, as DCS does.
     pub fn restore_publisher(&self, id: i64) -> Result<Publisher, ContentError> {
-        let (publisher, _event) = self
-            .app
-            .change(|state| state.restore_publisher(id).map(|(p, e)| (p, Some(e))))?;
+        let (publisher, _event) = self.app.change(|state| state.restore_publisher(id))?;
         Ok(publisher)
     }
 

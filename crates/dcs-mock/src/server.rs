@@ -21,7 +21,7 @@ use tower::ServiceExt;
 
 use crate::app::App;
 use crate::fastapi::{detail_response, json_bytes_response};
-use crate::faults::{Fault, RequestRecord};
+use crate::faults::Fault;
 use crate::webhooks::{PendingEvent, ResponseEvents};
 
 /// Returned by the service to make hyper drop the connection without writing a response.
@@ -93,11 +93,7 @@ async fn handle(
         let plan = {
             let mut state = app.lock();
             let plan = state.faults.take(&method, &raw_path, &decoded_path);
-            state.requests.push(RequestRecord {
-                method: method.clone(),
-                raw_path: raw_path.clone(),
-                decoded_path,
-            });
+            state.requests.record(&method, &raw_path, &decoded_path);
             plan
         };
         if !plan.latency.is_zero() {

@@ -2,14 +2,14 @@
 //!
 //! One `std::sync::Mutex` guards it; it is never held across an `.await`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::content::{self, PreparedBook, StoredObject};
-use crate::faults::{FaultList, RequestRecord};
+use crate::faults::{FaultList, RequestLog};
 use crate::json;
 use crate::model::{
     Book, BookStatus, BookUpdate, ContentError, DeliveryLog, NewPublisher, Publisher,
@@ -98,11 +98,12 @@ pub(crate) struct State {
     pub(crate) delivery_logs: BTreeMap<i64, DeliveryLog>,
     pub(crate) api_keys: Vec<ApiKey>,
     pub(crate) token_ttl: Duration,
-    /// Tokens handed out since the last `expire_tokens`.
-    pub(crate) issued_tokens: HashSet<String>,
-    pub(crate) revoked_tokens: HashSet<String>,
+    /// Tokens handed out since the last `expire_tokens`, with their `exp`.
+    pub(crate) issued_tokens: HashMap<String, i64>,
+    /// Tokens `expire_tokens` revoked, with their `exp` (dropped once expired anyway).
+    pub(crate) revoked_tokens: HashMap<String, i64>,
     pub(crate) faults: FaultList,
-    pub(crate) requests: Vec<RequestRecord>,
+    pub(crate) requests: RequestLog,
     pub(crate) login_count: u64,
     next_publisher_id: i64,
     next_book_id: i64,
@@ -121,10 +122,10 @@ impl State {
             delivery_logs: BTreeMap::new(),
             api_keys: Vec::new(),
             token_ttl,
-            issued_tokens: HashSet::new(),
-            revoked_tokens: HashSet::new(),
+            issued_tokens: HashMap::new(),
+            revoked_tokens: HashMap::new(),
             faults: FaultList::default(),
-            requests: Vec::new(),
+            requests: RequestLog::default(),
             login_count: 0,
             next_publisher_id: 1,
             next_book_id: 1,
@@ -189,10 +190,10 @@ impl State {
     pub(crate) fn create_publisher(
         &mut self,
         new: NewPublisher,
-    ) -> Result<(Publisher, Event), ContentError> {
+    ) -> Result<(Publisher, Option<Event>), ContentError> {
         let publisher = self.insert_publisher(new)?;
         let event = Event::publisher_created(&publisher);
-        Ok((publisher, event))
+        Ok((publisher, Some(event)))
     }
 
     /// Applies `PublisherUpdate`-style changes (`None` = unset) and bumps `updated_at`.
@@ -200,7 +201,7 @@ impl State {
         &mut self,
         id: i64,
         changes: PublisherChanges,
-    ) -> Result<(Publisher, Event), ContentError> {
+    ) -> Result<(Publisher, Option<Event>), ContentError> {
         if let Some(name) = &changes.name
             && self
                 .publishers
@@ -234,10 +235,13 @@ impl State {
         publisher.updated_at = json::now();
         let publisher = publisher.clone();
         let event = Event::publisher_updated(&publisher);
-        Ok((publisher, event))
+        Ok((publisher, Some(event)))
     }
 
-    pub(crate) fn delete_publisher(&mut self, id: i64) -> Result<(Publisher, Event), ContentError> {
+    pub(crate) fn delete_publisher(
+        &mut self,
+        id: i64,
+    ) -> Result<(Publisher, Option<Event>), ContentError> {
         let publisher = self
             .publishers
             .get_mut(&id)
@@ -246,13 +250,13 @@ impl State {
         publisher.updated_at = json::now();
         let publisher = publisher.clone();
         let event = Event::publisher_deleted(&publisher);
-        Ok((publisher, event))
+        Ok((publisher, Some(event)))
     }
 
     pub(crate) fn restore_publisher(
         &mut self,
         id: i64,
-    ) -> Result<(Publisher, Event), ContentError> {
+    ) -> Result<(Publisher, Option<Event>), ContentError> {
         let publisher = self
             .publishers
             .get_mut(&id)
@@ -265,7 +269,7 @@ impl State {
         let publisher = publisher.clone();
         // DCS announces a restore as `publisher.created`.
         let event = Event::publisher_created(&publisher);
-        Ok((publisher, event))
+        Ok((publisher, Some(event)))
     }
 
     /// The object key of the publisher's logo: the first object under `{name}/assets/logos/`.
@@ -305,7 +309,6 @@ impl State {
     }
 
     fn insert_book(&mut self, prepared: PreparedBook) -> Result<Book, ContentError> {
-        let publisher_id = self.publisher_id_for_name(&prepared.publisher)?;
         let prefix = content::book_prefix(&prepared.publisher, &prepared.book_name);
         let has_objects = self
             .objects
@@ -322,6 +325,8 @@ impl State {
                 book_name: prepared.book_name,
             });
         }
+        // Only once the book is known to be new, so a refused book leaves nothing behind.
+        let publisher_id = self.publisher_id_for_name(&prepared.publisher)?;
         for (relative, object) in &prepared.files {
             self.objects
                 .insert(format!("{prefix}{relative}"), Arc::clone(object));
@@ -357,21 +362,24 @@ impl State {
     pub(crate) fn create_book(
         &mut self,
         prepared: PreparedBook,
-    ) -> Result<(Book, Event), ContentError> {
+    ) -> Result<(Book, Option<Event>), ContentError> {
         let book = self.insert_book(prepared)?;
         let book = self.resolved(&book);
         let event = Event::book(crate::webhooks::EventKind::BookCreated, &book);
-        Ok((book, event))
+        Ok((book, Some(event)))
     }
 
     pub(crate) fn update_book(
         &mut self,
         id: i64,
         changes: BookChanges,
-    ) -> Result<(Book, Event), ContentError> {
+    ) -> Result<(Book, Option<Event>), ContentError> {
         let publisher_id = match (&changes.publisher, changes.publisher_id) {
             (Some(Some(name)), _) => Some(self.publisher_id_for_name(name)?),
-            (_, Some(Some(publisher_id))) => Some(publisher_id),
+            (_, Some(Some(publisher_id))) if self.publishers.contains_key(&publisher_id) => {
+                Some(publisher_id)
+            }
+            (_, Some(Some(_))) => return Err(ContentError::PublisherNotFound),
             _ => None,
         };
         let book = self.books.get_mut(&id).ok_or(ContentError::BookNotFound)?;
@@ -408,7 +416,7 @@ impl State {
         book.updated_at = json::now();
         let book = self.resolved(&self.books[&id]);
         let event = Event::book(crate::webhooks::EventKind::BookUpdated, &book);
-        Ok((book, event))
+        Ok((book, Some(event)))
     }
 
     /// Archives the book and removes its objects (DCS moves them to the trash bucket).

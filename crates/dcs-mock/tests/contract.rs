@@ -681,3 +681,47 @@ fn every_sample_is_replayed_or_explained() {
         "samples on disk vs. samples the contract test knows"
     );
 }
+
+fn ordered(raw: &str) -> OJson {
+    serde_json::from_str(raw).expect("JSON")
+}
+
+#[test]
+fn the_shape_comparison_ignores_only_the_listed_values() {
+    let recorded = ordered(r#"{"id":1,"created_at":"2026-11-22T09:32:53.445746Z","tags":["a"]}"#);
+    let actual = ordered(r#"{"id":1,"created_at":"2030-01-01T00:00:00.000001Z","tags":["a"]}"#);
+    assert_same_shape("same", &recorded, &actual, &["created_at"]);
+}
+
+#[test]
+#[should_panic(expected = "keys or key order differ")]
+fn the_shape_comparison_rejects_another_key_order() {
+    assert_same_shape(
+        "order",
+        &ordered(r#"{"a":1,"b":2}"#),
+        &ordered(r#"{"b":2,"a":1}"#),
+        &[],
+    );
+}
+
+#[test]
+#[should_panic(expected = "values differ")]
+fn the_shape_comparison_rejects_another_value() {
+    assert_same_shape(
+        "value",
+        &ordered(r#"{"a":[1,2]}"#),
+        &ordered(r#"{"a":[1,3]}"#),
+        &[],
+    );
+}
+
+#[test]
+#[should_panic(expected = "expected a string")]
+fn the_shape_comparison_rejects_another_type_even_when_ignored() {
+    assert_same_shape(
+        "type",
+        &ordered(r#"{"a":"x"}"#),
+        &ordered(r#"{"a":null}"#),
+        &["a"],
+    );
+}

@@ -4,7 +4,9 @@
 //! To add a feature: write its handlers in a module here and register them in [`configure`]
 //! (under the `/api/v1` scope unless the interface says otherwise).
 
+pub mod admin;
 pub mod auth;
+pub mod catalog;
 pub mod system;
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -29,7 +31,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
 }
 
 fn configure_v1(cfg: &mut ServiceConfig) {
-    cfg.service(auth::me);
+    cfg.service(auth::me)
+        .service(catalog::list_publishers)
+        .service(catalog::get_publisher)
+        .service(catalog::publisher_logo)
+        .service(catalog::list_books)
+        .service(catalog::get_book)
+        .service(catalog::book_cover)
+        .service(admin::cache_stats)
+        .service(admin::cache_clear);
 }
 
 /// The parts of the OpenAPI document that do not come from handlers.
@@ -45,6 +55,8 @@ fn configure_v1(cfg: &mut ServiceConfig) {
     tags(
         (name = "system", description = "Liveness, readiness, metrics and this document"),
         (name = "auth", description = "The authenticated caller"),
+        (name = "catalog", description = "Publishers and books from Dream Central Storage, cached"),
+        (name = "admin", description = "Cache and webhook administration (admin role)"),
     )
 )]
 #[derive(Debug)]

@@ -258,6 +258,10 @@ fn serve_is_the_default_command_and_drains_on_sigterm() {
         .current_dir(dir.path())
         .env_clear()
         .env("LMS_BIND", "127.0.0.1:0")
+        .env(
+            "DREAM_CENTRAL_STORAGE_URL",
+            crate::support::shared_dcs_url(),
+        )
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -287,6 +291,7 @@ fn serve_is_the_default_command_and_drains_on_sigterm() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(r#""database":{"ok":true"#), "{response}");
+    assert!(response.contains(r#""dcs":{"ok":true"#), "{response}");
     // The default database was created under the working directory.
     assert!(dir.path().join("data/lms.db").exists());
 

@@ -7,6 +7,7 @@
 mod support;
 
 mod auth;
+mod catalog;
 mod cli;
 mod database;
 mod errors;

@@ -24,13 +24,64 @@ pub fn settings_from(vars: &[(&str, &str)]) -> Result<Settings, lms_api::setting
     Settings::from_lookup(|name| map.get(name).cloned())
 }
 
-/// Local settings with a known JWT secret over the given database URL.
+/// Local settings with a known JWT secret over the given database URL, talking to the
+/// process-wide fake DCS.
 pub fn test_settings(database_url: &str) -> Settings {
     settings_from(&[
         ("LMS_JWT_SECRET", TEST_JWT_SECRET),
         ("DATABASE_URL", database_url),
+        ("DREAM_CENTRAL_STORAGE_URL", shared_dcs_url()),
     ])
     .expect("test settings are valid")
+}
+
+/// A fake DCS shared by the tests of this process that only need one to answer (readiness).
+/// It runs on its own thread and runtime, since each actix test has a runtime of its own.
+pub fn shared_dcs_url() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime for the shared fake DCS");
+            runtime.block_on(async move {
+                let dcs = dcs_mock::MockDcs::start(dcs_mock::MockConfig::default())
+                    .await
+                    .expect("start the shared fake DCS");
+                tx.send(dcs.base_url().to_owned()).expect("send URL");
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv().expect("shared fake DCS URL")
+    })
+}
+
+/// A DCS client for tests: the fake DCS at `base_url`, admin login, fast retries, and a
+/// circuit breaker that opens after `breaker_threshold` failures.
+pub fn test_dcs_client(base_url: &str, breaker_threshold: u32) -> dcs_client::DcsClient {
+    let mut config = dcs_client::DcsConfig::new(
+        base_url,
+        dcs_client::Credentials::password("admin@admin.com", "admin"),
+    );
+    config.retry = dcs_client::RetryConfig {
+        base_delay: std::time::Duration::from_millis(1),
+        max_delay: std::time::Duration::from_millis(5),
+        ..dcs_client::RetryConfig::default()
+    };
+    config.breaker.failure_threshold = breaker_threshold;
+    config.breaker.cool_down = std::time::Duration::from_secs(60);
+    dcs_client::DcsClient::new(config).expect("DCS client")
+}
+
+/// App state over `db` whose catalog talks to the fake DCS at `base_url`.
+pub fn state_with_dcs(db: &TestDatabase, base_url: &str, cache: cache::Cache) -> AppState {
+    let mut settings = db.settings();
+    settings.dcs.url = base_url.parse().expect("fake DCS URL");
+    let dcs = Arc::new(test_dcs_client(base_url, 1000));
+    let services = lms_api::services::Services::new(&settings, dcs, cache);
+    AppState::with_services(settings, db.db.clone(), services)
 }
 
 /// Which engine a test runs on.
@@ -117,7 +168,7 @@ impl TestDatabase {
     }
 
     pub fn state(&self) -> AppState {
-        AppState::new(self.settings(), self.db.clone())
+        AppState::new(self.settings(), self.db.clone()).expect("services from test settings")
     }
 
     /// Names of the tables this database can see in its own schema.

@@ -35,16 +35,13 @@ struct TokenResponse {
 
 pub(super) async fn login(State(app): State<App>, body: Bytes) -> ApiResult {
     let mut v = Validator::new();
-    let (email, password) = match v.body_object(&body) {
-        Some(body) => (
-            v.required_str(&body, "email", None, Some(320)),
-            v.required_str(&body, "password", None, None),
-        ),
-        None => (None, None),
-    };
-    v.finish()?;
-    let email = email.unwrap_or_default().trim().to_lowercase();
-    let password = password.unwrap_or_default();
+    let credentials = v.body_object(&body).and_then(|body| {
+        let email = v.required_str(&body, "email", None, Some(320));
+        let password = v.required_str(&body, "password", None, None);
+        email.zip(password)
+    });
+    let (email, password) = v.finish_with(credentials)?;
+    let email = email.trim().to_lowercase();
     if email != app.settings.admin_email || password != app.settings.admin_password {
         return Err(detail(StatusCode::UNAUTHORIZED, "Invalid credentials"));
     }
@@ -95,20 +92,19 @@ pub(super) async fn create_api_key(
 ) -> ApiResult {
     let token = bearer(&headers)?;
     let mut v = Validator::new();
-    let (mut name, mut expires_at, mut rate_limit) = (None, None, None);
-    if let Some(body) = v.body_object(&body) {
-        name = v.required_str(&body, "name", None, Some(255));
+    let fields = v.body_object(&body).and_then(|body| {
+        let name = v.required_str(&body, "name", None, Some(255));
         // Validated like DCS, but the mock keeps no use for the description.
         v.nullable_str(&body, "description", None, None);
-        expires_at = v
+        let expires_at = v
             .nullable_datetime(&body, "expires_at")
             .into_option()
             .flatten();
-        rate_limit = v.int_field(&body, "rate_limit").into_option();
-    }
-    v.finish()?;
+        let rate_limit = v.int_field(&body, "rate_limit").into_option();
+        name.map(|name| (name, expires_at, rate_limit))
+    });
+    let (name, expires_at, rate_limit) = v.finish_with(fields)?;
     app.authorize(&token, Scope::JwtOnly)?;
-    let name = name.unwrap_or_default();
     let key = app.lock().add_api_key(
         generate_api_key(&name),
         name,

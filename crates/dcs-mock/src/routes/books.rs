@@ -4,7 +4,7 @@ use axum::extract::{Path, RawQuery, State};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
-use super::{content_error, ok_json, with_events};
+use super::{ok_json, with_events};
 use crate::app::App;
 use crate::auth::{Scope, bearer};
 use crate::content::PreparedBook;
@@ -163,11 +163,8 @@ pub(super) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
     let fields = v
         .body_object(&body)
         .map(|body| BookFields::read(&mut v, &body, true));
-    v.finish()?;
+    let fields = v.finish_with(fields)?;
     app.authorize(&token, Scope::JwtOrApiKey)?;
-    let Some(fields) = fields else {
-        return Err(bad_request("Request body is required"));
-    };
     let publisher = match (
         fields.publisher.into_option().flatten(),
         fields.publisher_id.into_option().flatten(),
@@ -198,9 +195,7 @@ pub(super) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
         files: Vec::new(),
         logo: None,
     };
-    let (book, event) = app
-        .change(|state| state.create_book(prepared).map(|(b, e)| (b, Some(e))))
-        .map_err(content_error)?;
+    let (book, event) = app.change(|state| state.create_book(prepared))?;
     Ok(with_events(
         json_response(StatusCode::CREATED, &book),
         event,
@@ -244,9 +239,7 @@ pub(super) async fn update(
         total_size: fields.total_size.into_option(),
         category: fields.category.into_option(),
     };
-    let (book, event) = app
-        .change(|state| state.update_book(id, changes).map(|(b, e)| (b, Some(e))))
-        .map_err(content_error)?;
+    let (book, event) = app.change(|state| state.update_book(id, changes))?;
     Ok(with_events(json_response(StatusCode::OK, &book), event))
 }
 
@@ -257,8 +250,6 @@ pub(super) async fn remove(
     Path(raw_id): Path<String>,
 ) -> ApiResult {
     let id = authorized_id(&app, &headers, &raw_id)?;
-    let (book, event) = app
-        .change(|state| state.delete_book(id))
-        .map_err(content_error)?;
+    let (book, event) = app.change(|state| state.delete_book(id))?;
     Ok(with_events(json_response(StatusCode::OK, &book), event))
 }

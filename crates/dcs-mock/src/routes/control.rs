@@ -11,7 +11,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{content_error, ok_json, with_events};
+use super::{ok_json, with_events};
 use crate::app::App;
 use crate::auth::generate_api_key;
 use crate::content;
@@ -166,11 +166,7 @@ pub(super) async fn stats(State(app): State<App>, RawQuery(query): RawQuery) -> 
     let pattern =
         RoutePattern::parse(query.get("route").unwrap_or("/")).map_err(|e| bad_request(&e))?;
     let state = app.lock();
-    let request_count = state
-        .requests
-        .iter()
-        .filter(|r| pattern.matches(&r.method, &r.raw_path, &r.decoded_path))
-        .count();
+    let request_count = state.requests.count(&pattern);
     let login_count = usize::try_from(state.login_count).unwrap_or(usize::MAX);
     drop(state);
     ok_json(&Stats {
@@ -203,8 +199,7 @@ pub(super) async fn add_book(State(app): State<App>, body: Bytes) -> ApiResult {
             let dir = std::path::PathBuf::from(dir);
             tokio::task::spawn_blocking(move || content::prepare_book_dir(&dir))
                 .await
-                .map_err(|e| detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?
-                .map_err(content_error)?
+                .map_err(|e| detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))??
         }
         None => {
             let (Some(publisher), Some(book_name)) = (request.publisher, request.book_name) else {
@@ -222,19 +217,17 @@ pub(super) async fn add_book(State(app): State<App>, body: Bytes) -> ApiResult {
             if let Some(status) = request.status {
                 new.status = status;
             }
-            content::prepare_new_book(&new).map_err(content_error)?
+            content::prepare_new_book(&new)?
         }
     };
-    let (book, event) = app
-        .change(|state| state.create_book(prepared).map(|(b, e)| (b, Some(e))))
-        .map_err(content_error)?;
+    let (book, event) = app.change(|state| state.create_book(prepared))?;
     Ok(with_events(
         json_response(StatusCode::CREATED, &book),
         event,
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateBook {
     book_title: Option<String>,
@@ -246,9 +239,7 @@ struct UpdateBook {
 
 fn change_book(app: &App, id: i64, update: BookUpdate) -> ApiResult {
     let changes = BookChanges::from(update);
-    let (book, event) = app
-        .change(|state| state.update_book(id, changes).map(|(b, e)| (b, Some(e))))
-        .map_err(content_error)?;
+    let (book, event) = app.change(|state| state.update_book(id, changes))?;
     Ok(with_events(json_response(StatusCode::OK, &book), event))
 }
 
@@ -277,9 +268,7 @@ pub(super) async fn touch_book(State(app): State<App>, Path(id): Path<String>) -
 /// `DELETE /_mock/books/{id}`: archives the book and sends `book.deleted`.
 pub(super) async fn delete_book(State(app): State<App>, Path(id): Path<String>) -> ApiResult {
     let id = parse_id(&id)?;
-    let (book, event) = app
-        .change(|state| state.delete_book(id))
-        .map_err(content_error)?;
+    let (book, event) = app.change(|state| state.delete_book(id))?;
     Ok(with_events(json_response(StatusCode::OK, &book), event))
 }
 
@@ -305,16 +294,14 @@ pub(super) async fn add_publisher(State(app): State<App>, body: Bytes) -> ApiRes
         contact_email: request.contact_email,
         status: request.status.unwrap_or_else(|| "active".to_owned()),
     };
-    let (publisher, event) = app
-        .change(|state| state.create_publisher(new).map(|(p, e)| (p, Some(e))))
-        .map_err(content_error)?;
+    let (publisher, event) = app.change(|state| state.create_publisher(new))?;
     Ok(with_events(
         json_response(StatusCode::CREATED, &publisher),
         event,
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdatePublisher {
     name: Option<String>,
@@ -327,13 +314,7 @@ struct UpdatePublisher {
 
 fn change_publisher(app: &App, id: i64, update: PublisherUpdate) -> ApiResult {
     let changes = PublisherChanges::from(update);
-    let (publisher, event) = app
-        .change(|state| {
-            state
-                .update_publisher(id, changes)
-                .map(|(p, e)| (p, Some(e)))
-        })
-        .map_err(content_error)?;
+    let (publisher, event) = app.change(|state| state.update_publisher(id, changes))?;
     Ok(with_events(
         json_response(StatusCode::OK, &publisher),
         event,
@@ -366,9 +347,7 @@ pub(super) async fn touch_publisher(State(app): State<App>, Path(id): Path<Strin
 /// `DELETE /_mock/publishers/{id}`: soft delete, sends `publisher.deleted`.
 pub(super) async fn delete_publisher(State(app): State<App>, Path(id): Path<String>) -> ApiResult {
     let id = parse_id(&id)?;
-    let (publisher, event) = app
-        .change(|state| state.delete_publisher(id).map(|(p, e)| (p, Some(e))))
-        .map_err(content_error)?;
+    let (publisher, event) = app.change(|state| state.delete_publisher(id))?;
     Ok(with_events(
         json_response(StatusCode::OK, &publisher),
         event,
@@ -378,9 +357,7 @@ pub(super) async fn delete_publisher(State(app): State<App>, Path(id): Path<Stri
 /// `POST /_mock/publishers/{id}/restore`: sends `publisher.created`, as DCS does.
 pub(super) async fn restore_publisher(State(app): State<App>, Path(id): Path<String>) -> ApiResult {
     let id = parse_id(&id)?;
-    let (publisher, event) = app
-        .change(|state| state.restore_publisher(id).map(|(p, e)| (p, Some(e))))
-        .map_err(content_error)?;
+    let (publisher, event) = app.change(|state| state.restore_publisher(id))?;
     Ok(with_events(
         json_response(StatusCode::OK, &publisher),
         event,

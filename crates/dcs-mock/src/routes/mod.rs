@@ -14,7 +14,7 @@ pub(crate) use control::validate_fault;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use http::{HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
@@ -314,9 +314,9 @@ fn content_error(error: ContentError) -> crate::fastapi::ApiError {
     }
 }
 
-impl IntoResponse for ContentError {
-    fn into_response(self) -> Response {
-        content_error(self).into_response()
+impl From<ContentError> for crate::fastapi::ApiError {
+    fn from(error: ContentError) -> Self {
+        content_error(error)
     }
 }
 

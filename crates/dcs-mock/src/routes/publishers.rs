@@ -6,13 +6,13 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
-use super::{content_error, ok_json, with_events};
+use super::{ok_json, with_events};
 use crate::app::App;
 use crate::auth::{Scope, bearer};
 use crate::fastapi::{
     ApiError, ApiResult, Field, Query, Validator, bad_request, detail, json_response, not_found,
 };
-use crate::model::{ContentError, NewPublisher, Publisher};
+use crate::model::{NewPublisher, Publisher};
 use crate::state::PublisherChanges;
 
 #[derive(Serialize)]
@@ -117,29 +117,25 @@ pub(super) async fn by_name(
 pub(super) async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let token = bearer(&headers)?;
     let mut v = Validator::new();
-    let mut new = None;
-    if let Some(body) = v.body_object(&body) {
+    let new = v.body_object(&body).and_then(|body| {
         let name = v.required_str(&body, "name", None, Some(255));
         let display_name = v.nullable_str(&body, "display_name", None, Some(255));
         let description = v.nullable_str(&body, "description", None, None);
         let logo_url = v.nullable_str(&body, "logo_url", None, Some(512));
         let contact_email = v.nullable_str(&body, "contact_email", None, Some(255));
         let status = v.str_field(&body, "status", None, Some(20));
-        new = name.map(|name| NewPublisher {
+        name.map(|name| NewPublisher {
             name,
             display_name: display_name.into_option().flatten(),
             description: description.into_option().flatten(),
             logo_url: logo_url.into_option().flatten(),
             contact_email: contact_email.into_option().flatten(),
             status: status.into_option().unwrap_or_else(|| "active".to_owned()),
-        });
-    }
-    v.finish()?;
+        })
+    });
+    let new = v.finish_with(new)?;
     app.authorize(&token, Scope::JwtOrApiKey)?;
-    let new = new.ok_or_else(|| detail(StatusCode::UNPROCESSABLE_ENTITY, "Field required"))?;
-    let (publisher, event) = app
-        .change(|state| state.create_publisher(new).map(|(p, e)| (p, Some(e))))
-        .map_err(content_error)?;
+    let (publisher, event) = app.change(|state| state.create_publisher(new))?;
     Ok(with_events(
         json_response(StatusCode::CREATED, &publisher),
         event,
@@ -200,13 +196,7 @@ pub(super) async fn update(
         contact_email: contact_email.into_option(),
         status: status.into_option().flatten(),
     };
-    let (publisher, event) = app
-        .change(|state| {
-            state
-                .update_publisher(id, changes)
-                .map(|(p, e)| (p, Some(e)))
-        })
-        .map_err(content_error)?;
+    let (publisher, event) = app.change(|state| state.update_publisher(id, changes))?;
     Ok(with_events(
         json_response(StatusCode::OK, &publisher),
         event,
@@ -219,9 +209,7 @@ pub(super) async fn remove(
     Path(raw_id): Path<String>,
 ) -> ApiResult {
     let id = authorized_id(&app, &headers, &raw_id)?;
-    let (publisher, event) = app
-        .change(|state| state.delete_publisher(id).map(|(p, e)| (p, Some(e))))
-        .map_err(content_error)?;
+    let (publisher, event) = app.change(|state| state.delete_publisher(id))?;
     Ok(with_events(
         json_response(StatusCode::OK, &publisher),
         event,
@@ -234,9 +222,7 @@ pub(super) async fn restore(
     Path(raw_id): Path<String>,
 ) -> ApiResult {
     let id = authorized_id(&app, &headers, &raw_id)?;
-    let (publisher, event) = app
-        .change(|state| state.restore_publisher(id).map(|(p, e)| (p, Some(e))))
-        .map_err(content_error)?;
+    let (publisher, event) = app.change(|state| state.restore_publisher(id))?;
     Ok(with_events(
         json_response(StatusCode::OK, &publisher),
         event,
@@ -410,10 +396,4 @@ pub(super) async fn asset_file(
             ("content-type", content_type),
         ],
     ))
-}
-
-impl From<ContentError> for ApiError {
-    fn from(error: ContentError) -> Self {
-        content_error(error)
-    }
 }

@@ -24,26 +24,22 @@ pub(super) async fn list(State(app): State<App>, headers: HeaderMap) -> ApiResul
 pub(super) async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let token = bearer(&headers)?;
     let mut v = Validator::new();
-    let mut new = None;
-    if let Some(body) = v.body_object(&body) {
+    let new = v.body_object(&body).and_then(|body| {
         let url = v.required_str(&body, "url", None, Some(512));
         let secret = v.required_str(&body, "secret", Some(16), Some(255));
         let description = v.nullable_str(&body, "description", None, Some(512));
         let is_active = v.bool_field(&body, "is_active");
         let event_types = v.nullable_str(&body, "event_types", None, Some(255));
-        if let (Some(url), Some(secret)) = (url, secret) {
-            new = Some(NewSubscription {
-                url,
-                secret,
-                description: description.into_option().flatten(),
-                is_active: is_active.into_option().unwrap_or(true),
-                event_types: event_types.into_option().flatten(),
-            });
-        }
-    }
-    v.finish()?;
+        url.zip(secret).map(|(url, secret)| NewSubscription {
+            url,
+            secret,
+            description: description.into_option().flatten(),
+            is_active: is_active.into_option().unwrap_or(true),
+            event_types: event_types.into_option().flatten(),
+        })
+    });
+    let new = v.finish_with(new)?;
     app.authorize(&token, Scope::JwtOnly)?;
-    let new = new.ok_or_else(|| crate::fastapi::bad_request("Request body is required"))?;
     let subscription = app.lock().add_subscription(new);
     Ok(json_response(StatusCode::CREATED, &subscription))
 }

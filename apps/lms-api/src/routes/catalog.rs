@@ -1,0 +1,363 @@
+//! Catalog: publishers and books from DCS, served from the cache.
+//!
+//! Bodies are the cached bytes as they are (no serialisation on a hit). Every answer says how
+//! it was served in `X-Cache` (`HIT`, `MISS`, or `STALE` when DCS failed and an expired copy
+//! was used).
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use bytes::Bytes;
+use cache::Freshness;
+use dcs_client::Conditional;
+use domain::catalog::{BookQuery, CatalogError, Served};
+use futures_util::TryStreamExt as _;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ErrorBody};
+
+/// The detail of every 503 caused by DCS (fixed by the interface).
+pub const UNAVAILABLE_DETAIL: &str = "Content storage temporarily unavailable. Please try again.";
+/// `Retry-After` when DCS gave no better hint.
+const DEFAULT_RETRY_AFTER_SECS: u64 = 30;
+
+impl From<CatalogError> for ApiError {
+    fn from(error: CatalogError) -> Self {
+        match error {
+            CatalogError::NotFound(detail) => ApiError::not_found(detail),
+            CatalogError::InvalidQuery(detail) => ApiError::bad_request("invalid_query", detail),
+            CatalogError::Unavailable { retry_after } => {
+                let secs = retry_after.map_or(DEFAULT_RETRY_AFTER_SECS, |d| {
+                    d.as_secs_f64().ceil().max(1.0) as u64
+                });
+                ApiError::new(
+                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "content_storage_unavailable",
+                    UNAVAILABLE_DETAIL,
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+            }
+            CatalogError::Upstream(source) => ApiError::new(
+                actix_web::http::StatusCode::BAD_GATEWAY,
+                "content_storage_error",
+                "Content storage returned an unexpected answer.",
+            )
+            .with_field("upstream_code", source.code())
+            .with_source(source),
+        }
+    }
+}
+
+fn x_cache(freshness: Freshness) -> (header::HeaderName, HeaderValue) {
+    (
+        header::HeaderName::from_static("x-cache"),
+        HeaderValue::from_static(freshness.as_header_value()),
+    )
+}
+
+/// A cached JSON body as a response.
+fn json(served: Served<Bytes>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(mime_json())
+        .insert_header(x_cache(served.freshness))
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+        .body(served.value)
+}
+
+fn mime_json() -> HeaderValue {
+    HeaderValue::from_static("application/json")
+}
+
+/// Whether an `If-None-Match` header matches `etag` (weak comparison, `*` matches).
+fn if_none_match_hits(req: &HttpRequest, etag: &str) -> bool {
+    let Some(value) = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    value
+        .split(',')
+        .any(|candidate| candidate.trim() == "*" || bare(candidate) == bare(etag))
+}
+
+/// Active publishers.
+#[utoipa::path(
+    tag = "catalog",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{items, total}` of active publishers; `X-Cache` says how it was served", body = PublisherPageDoc),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "DCS unavailable and nothing cached", body = ErrorBody),
+    )
+)]
+#[get("/publishers")]
+pub async fn list_publishers(
+    _user: AuthUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(json(state.services.catalog.publishers().await?))
+}
+
+/// One active publisher.
+#[utoipa::path(
+    tag = "catalog",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "DCS publisher id")),
+    responses(
+        (status = 200, description = "The publisher", body = PublisherDoc),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+#[get("/publishers/{id}")]
+pub async fn get_publisher(
+    _user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(json(state.services.catalog.publisher(*id).await?))
+}
+
+/// The publisher's logo (cached; `ETag` and `If-None-Match` supported).
+#[utoipa::path(
+    tag = "catalog",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "DCS publisher id")),
+    responses(
+        (status = 200, description = "The logo image", content_type = "image/*"),
+        (status = 304, description = "The client's copy is current"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+#[get("/publishers/{id}/logo")]
+pub async fn publisher_logo(
+    _user: AuthUser,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let logo = state.services.catalog.publisher_logo(*id).await?;
+    let max_age = state.services.catalog.ttls().logos.as_secs();
+    let cache_control = format!("private, max-age={max_age}");
+    let not_modified = if_none_match_hits(&req, &logo.value.etag);
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header(x_cache(logo.freshness))
+        .insert_header((header::ETAG, logo.value.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, cache_control));
+    if not_modified {
+        return Ok(response.finish());
+    }
+    Ok(response
+        .insert_header((header::CONTENT_TYPE, logo.value.content_type.clone()))
+        .body(logo.value.bytes))
+}
+
+/// `GET /books` query parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BooksParams {
+    /// Only this publisher's books.
+    publisher_id: Option<i64>,
+    /// Include archived (deleted) books; default `false`.
+    include_archived: Option<bool>,
+    /// Case-insensitive text searched in the title and the book name (at most 200 characters).
+    search: Option<String>,
+    /// Books to skip (default 0).
+    skip: Option<u64>,
+    /// Page size, 1..=1000 (default 100).
+    limit: Option<u64>,
+}
+
+/// Books, filtered and paged.
+#[utoipa::path(
+    tag = "catalog",
+    security(("bearer" = [])),
+    params(BooksParams),
+    responses(
+        (status = 200, description = "`{items, total, skip, limit}`; `X-Cache` says how it was served", body = BookPageDoc),
+        (status = 400, description = "Invalid query parameters", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+#[get("/books")]
+pub async fn list_books(
+    _user: AuthUser,
+    state: web::Data<AppState>,
+    params: web::Query<BooksParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let query = BookQuery::new(
+        params.publisher_id,
+        params.include_archived.unwrap_or(false),
+        params.search,
+        params.skip,
+        params.limit,
+    )?;
+    Ok(json(state.services.catalog.books(&query).await?))
+}
+
+/// One book (archived books too, with `status: "archived"`).
+#[utoipa::path(
+    tag = "catalog",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "DCS book id")),
+    responses(
+        (status = 200, description = "The book", body = BookDoc),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+#[get("/books/{id}")]
+pub async fn get_book(
+    _user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(json(state.services.catalog.book(*id).await?))
+}
+
+/// The book's cover, streamed from DCS (`ETag` and `If-None-Match` passed through).
+#[utoipa::path(
+    tag = "catalog",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "DCS book id")),
+    responses(
+        (status = 200, description = "The cover image", content_type = "image/*"),
+        (status = 304, description = "The client's copy is current"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+#[get("/books/{id}/cover")]
+pub async fn book_cover(
+    _user: AuthUser,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let if_none_match = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    let cover = state
+        .services
+        .catalog
+        .book_cover(*id, if_none_match)
+        .await?;
+    let cache_control =
+        |value: Option<String>| value.unwrap_or_else(|| "private, max-age=86400".to_owned());
+    match cover {
+        Conditional::NotModified {
+            etag,
+            cache_control: cc,
+        } => {
+            let mut response = HttpResponse::NotModified();
+            if let Some(etag) = etag {
+                response.insert_header((header::ETAG, etag));
+            }
+            Ok(response
+                .insert_header((header::CACHE_CONTROL, cache_control(cc)))
+                .finish())
+        }
+        Conditional::Modified(download) => {
+            let mut response = HttpResponse::Ok();
+            response.insert_header((
+                header::CONTENT_TYPE,
+                download
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".to_owned()),
+            ));
+            if let Some(etag) = &download.etag {
+                response.insert_header((header::ETAG, etag.clone()));
+            }
+            if let Some(length) = download.content_length {
+                response.no_chunking(length);
+            }
+            response.insert_header((header::CACHE_CONTROL, cache_control(download.cache_control)));
+            let body = download
+                .body
+                .map_err(|e| actix_web::error::ErrorBadGateway(e.to_string()));
+            Ok(response.streaming(body))
+        }
+    }
+}
+
+// Schemas for the OpenAPI document (the handlers write cached bytes, not these types).
+
+/// A publisher as the LMS shows it.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct PublisherDoc {
+    id: i64,
+    name: String,
+    display_name: Option<String>,
+    description: Option<String>,
+    contact_email: Option<String>,
+    /// `active` (others are hidden).
+    status: String,
+    /// `/api/v1/publishers/{id}/logo`.
+    logo_url: String,
+    created_at: String,
+    updated_at: String,
+}
+
+/// `GET /publishers`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct PublisherPageDoc {
+    items: Vec<PublisherDoc>,
+    total: u64,
+}
+
+/// A book as the LMS shows it.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct BookDoc {
+    id: i64,
+    publisher_id: i64,
+    /// The publisher's name.
+    publisher: Option<String>,
+    book_name: String,
+    book_title: Option<String>,
+    /// `/api/v1/books/{id}/cover`.
+    cover_url: String,
+    activity_count: Option<i64>,
+    /// Activities per type, e.g. `{"dragdroppicture": 1}`.
+    #[schema(value_type = Option<Object>)]
+    activity_details: Option<()>,
+    total_size: Option<i64>,
+    language: String,
+    category: Option<String>,
+    /// `draft`, `published` or `archived`.
+    status: String,
+    created_at: String,
+    updated_at: String,
+}
+
+/// `GET /books`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct BookPageDoc {
+    items: Vec<BookDoc>,
+    /// Books matching the filters (before paging).
+    total: u64,
+    skip: u64,
+    limit: u64,
+}

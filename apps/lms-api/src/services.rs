@@ -1,0 +1,101 @@
+//! Builds the adapters the domain runs on from the settings: the DCS client, the cache (local,
+//! or local + Redis), and the catalog over both.
+
+use std::sync::Arc;
+
+use cache::{Cache, CacheConfig, RedisConfig};
+use dcs_client::{Credentials, DcsApi, DcsClient, DcsConfig, DcsError};
+use domain::catalog::{Catalog, CatalogTtls};
+use domain::webhooks::SignatureVerifier;
+
+use crate::settings::Settings;
+
+/// Why the services could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error("DREAM_CENTRAL_STORAGE_URL: {0}")]
+    Dcs(#[source] DcsError),
+    #[error("REDIS_URL: {0}")]
+    Redis(#[source] cache::BackendError),
+}
+
+/// The domain's adapters, shared by every worker.
+#[derive(Clone)]
+pub struct Services {
+    pub dcs: Arc<dyn DcsApi>,
+    pub cache: Cache,
+    pub catalog: Arc<Catalog>,
+    pub webhook_verifier: Arc<SignatureVerifier>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("cache", &self.cache)
+            .field("catalog", &self.catalog)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The DCS client configuration the settings describe (timeouts and retries at their defaults).
+pub fn dcs_config(settings: &Settings) -> DcsConfig {
+    let dcs = &settings.dcs;
+    let mut credentials = Credentials::password(dcs.email.clone(), dcs.password.clone());
+    if let Some(key) = &dcs.api_key {
+        credentials = credentials.with_api_key(key.clone());
+    }
+    DcsConfig::new(dcs.url.as_str().trim_end_matches('/'), credentials)
+}
+
+/// The cache configuration the settings describe.
+pub fn cache_config(settings: &Settings) -> CacheConfig {
+    CacheConfig {
+        default_ttl: settings.cache.default_ttl,
+        ..CacheConfig::default()
+    }
+}
+
+/// Catalog TTLs from `DCS_CACHE_*_TTL`.
+pub fn catalog_ttls(settings: &Settings) -> CatalogTtls {
+    CatalogTtls {
+        publishers: settings.cache.publisher_ttl,
+        books: settings.cache.book_ttl,
+        config: settings.cache.config_ttl,
+        logos: settings.cache.logo_ttl,
+    }
+}
+
+/// The cache: local only, or with the Redis tier when `REDIS_URL` is set. Needs a Tokio
+/// runtime (the Redis tier connects in the background).
+pub fn build_cache(settings: &Settings) -> Result<Cache, ServicesError> {
+    let config = cache_config(settings);
+    match &settings.redis_url {
+        None => Ok(Cache::new(config)),
+        Some(url) => {
+            Cache::with_redis(config, &RedisConfig::new(url.expose())).map_err(ServicesError::Redis)
+        }
+    }
+}
+
+impl Services {
+    /// Real adapters from the settings.
+    pub fn from_settings(settings: &Settings) -> Result<Self, ServicesError> {
+        let dcs = DcsClient::new(dcs_config(settings)).map_err(ServicesError::Dcs)?;
+        Ok(Self::new(settings, Arc::new(dcs), build_cache(settings)?))
+    }
+
+    /// Services over given adapters (tests use a DCS client with fast retries).
+    pub fn new(settings: &Settings, dcs: Arc<dyn DcsApi>, cache: Cache) -> Self {
+        let catalog = Arc::new(Catalog::new(
+            dcs.clone(),
+            cache.clone(),
+            catalog_ttls(settings),
+        ));
+        Self {
+            dcs,
+            cache,
+            catalog,
+            webhook_verifier: Arc::new(SignatureVerifier::new(settings.dcs.webhook_secret.clone())),
+        }
+    }
+}

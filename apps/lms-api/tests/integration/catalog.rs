@@ -1,0 +1,429 @@
+//! Catalog endpoints through the fake DCS: every route, role and error; cache headers;
+//! webhook-free invalidation through the admin endpoints; graceful degradation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::test as actix_test;
+use cache::{Cache, CacheConfig, ManualClock};
+use dcs_mock::{BookUpdate, Fault, MockConfig, MockDcs, NewBook};
+use lms_api::auth::{JwtKeys, Role};
+use lms_api::create_app;
+use uuid::Uuid;
+
+use crate::support::{
+    TEST_JWT_SECRET, TestDatabase, header, json_body, on_both_databases, state_with_dcs,
+};
+
+fn token(role: Role) -> String {
+    let keys = JwtKeys::from_secret(&TEST_JWT_SECRET.to_owned().into());
+    keys.issue(Uuid::new_v4(), role, Duration::from_secs(600))
+        .expect("token")
+}
+
+fn get(uri: &str, role: Role) -> actix_test::TestRequest {
+    actix_test::TestRequest::get()
+        .uri(uri)
+        .insert_header(("Authorization", format!("Bearer {}", token(role))))
+}
+
+struct Fixture {
+    dcs: MockDcs,
+    clock: Arc<ManualClock>,
+    state: lms_api::AppState,
+}
+
+async fn fixture(db: &TestDatabase) -> Fixture {
+    let dcs = MockDcs::start(MockConfig::default())
+        .await
+        .expect("fake DCS");
+    let clock = Arc::new(ManualClock::new());
+    let cache = Cache::builder(CacheConfig::default())
+        .clock(clock.clone())
+        .build();
+    let state = state_with_dcs(db, dcs.base_url(), cache);
+    Fixture { dcs, clock, state }
+}
+
+async fn catalog_routes_for_every_role(db: TestDatabase) {
+    let f = fixture(&db).await;
+    let app = actix_test::init_service(create_app(f.state.clone())).await;
+    for role in [
+        Role::Admin,
+        Role::Supervisor,
+        Role::Publisher,
+        Role::Teacher,
+        Role::Student,
+    ] {
+        for uri in [
+            "/api/v1/publishers",
+            "/api/v1/publishers/1",
+            "/api/v1/publishers/1/logo",
+            "/api/v1/books",
+            "/api/v1/books/1",
+            "/api/v1/books/1/cover",
+        ] {
+            let response = actix_test::call_service(&app, get(uri, role).to_request()).await;
+            assert_eq!(response.status(), StatusCode::OK, "{role:?} {uri}");
+        }
+    }
+    for uri in [
+        "/api/v1/publishers",
+        "/api/v1/books/1",
+        "/api/v1/books/1/cover",
+    ] {
+        let response =
+            actix_test::call_service(&app, actix_test::TestRequest::get().uri(uri).to_request())
+                .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(json_body(response).await["code"].is_string(), true);
+    }
+}
+on_both_databases!(catalog_routes_for_every_role);
+
+#[actix_web::test]
+async fn publishers_books_and_cache_headers() {
+    let db = TestDatabase::open(crate::support::Engine::Sqlite)
+        .await
+        .unwrap();
+    let f = fixture(&db).await;
+    let app = actix_test::init_service(create_app(f.state.clone())).await;
+
+    let response =
+        actix_test::call_service(&app, get("/api/v1/publishers", Role::Teacher).to_request()).await;
+    assert_eq!(header(&response, "x-cache"), "MISS");
+    assert_eq!(header(&response, "content-type"), "application/json");
+    let body = json_body(response).await;
+    assert_eq!(body["total"], 1);
+    assert_eq!(body["items"][0]["name"], "Dream Press");
+    assert_eq!(body["items"][0]["logo_url"], "/api/v1/publishers/1/logo");
+
+    let response =
+        actix_test::call_service(&app, get("/api/v1/publishers", Role::Teacher).to_request()).await;
+    assert_eq!(header(&response, "x-cache"), "HIT");
+
+    let book = json_body(
+        actix_test::call_service(&app, get("/api/v1/books/1", Role::Student).to_request()).await,
+    )
+    .await;
+    assert_eq!(book["book_name"], "FLOWDEMO");
+    assert_eq!(book["publisher"], "Dream Press");
+    assert_eq!(book["cover_url"], "/api/v1/books/1/cover");
+
+    for (uri, status, code) in [
+        ("/api/v1/books/999", StatusCode::NOT_FOUND, "not_found"),
+        ("/api/v1/publishers/999", StatusCode::NOT_FOUND, "not_found"),
+        (
+            "/api/v1/publishers/999/logo",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "/api/v1/books/999/cover",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        ("/api/v1/books/abc", StatusCode::BAD_REQUEST, ""),
+        (
+            "/api/v1/books?limit=0",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/api/v1/books?limit=1001",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        ("/api/v1/books?skip=-1", StatusCode::BAD_REQUEST, ""),
+        ("/api/v1/books?publisher_id=x", StatusCode::BAD_REQUEST, ""),
+        (
+            "/api/v1/books?include_archived=maybe",
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+    ] {
+        let response = actix_test::call_service(&app, get(uri, Role::Teacher).to_request()).await;
+        assert_eq!(response.status(), status, "{uri}");
+        let body = json_body(response).await;
+        assert!(body["detail"].is_string(), "{uri}: {body}");
+        if !code.is_empty() {
+            assert_eq!(body["code"], code, "{uri}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn book_list_filters_and_pages() {
+    let db = TestDatabase::open(crate::support::Engine::Sqlite)
+        .await
+        .unwrap();
+    let f = fixture(&db).await;
+    for name in ["ALPHA", "BETA", "GAMMA"] {
+        let mut book = NewBook::new("Other House", name);
+        book.book_title = Some(format!("{name} reader"));
+        f.dcs.add_book(book).unwrap();
+    }
+    f.dcs.delete_book(4).unwrap();
+    let app = actix_test::init_service(create_app(f.state.clone())).await;
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["book_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let page = |uri: &'static str| {
+        let app = &app;
+        async move {
+            json_body(actix_test::call_service(app, get(uri, Role::Teacher).to_request()).await)
+                .await
+        }
+    };
+    let all = page("/api/v1/books").await;
+    assert_eq!(names(&all), ["FLOWDEMO", "ALPHA", "BETA"]);
+    let archived = page("/api/v1/books?include_archived=true").await;
+    assert_eq!(archived["total"], 4);
+    let by_publisher = page("/api/v1/books?publisher_id=2").await;
+    assert_eq!(names(&by_publisher), ["ALPHA", "BETA"]);
+    let search = page("/api/v1/books?search=BeTa").await;
+    assert_eq!(names(&search), ["BETA"]);
+    let paged = page("/api/v1/books?skip=1&limit=1").await;
+    assert_eq!(names(&paged), ["ALPHA"]);
+    assert_eq!(
+        (
+            paged["total"].as_u64(),
+            paged["skip"].as_u64(),
+            paged["limit"].as_u64()
+        ),
+        (Some(3), Some(1), Some(1))
+    );
+}
+
+#[actix_web::test]
+async fn logo_and_cover_support_etags() {
+    let db = TestDatabase::open(crate::support::Engine::Sqlite)
+        .await
+        .unwrap();
+    let f = fixture(&db).await;
+    let app = actix_test::init_service(create_app(f.state.clone())).await;
+
+    for uri in ["/api/v1/publishers/1/logo", "/api/v1/books/1/cover"] {
+        let response = actix_test::call_service(&app, get(uri, Role::Teacher).to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        assert_eq!(header(&response, "content-type"), "image/png", "{uri}");
+        let etag = header(&response, "etag");
+        assert!(etag.starts_with('"'), "{uri}: {etag}");
+        assert!(!header(&response, "cache-control").is_empty());
+        let bytes = actix_test::read_body(response).await;
+        assert!(bytes.starts_with(b"\x89PNG"), "{uri}");
+
+        let response = actix_test::call_service(
+            &app,
+            get(uri, Role::Teacher)
+                .insert_header(("If-None-Match", etag.clone()))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{uri}");
+        assert_eq!(header(&response, "etag"), etag);
+        assert!(actix_test::read_body(response).await.is_empty());
+
+        let response = actix_test::call_service(
+            &app,
+            get(uri, Role::Teacher)
+                .insert_header(("If-None-Match", "\"other\""))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+    }
+}
+
+#[actix_web::test]
+async fn admin_cache_stats_and_clear() {
+    let db = TestDatabase::open(crate::support::Engine::Sqlite)
+        .await
+        .unwrap();
+    let f = fixture(&db).await;
+    let app = actix_test::init_service(create_app(f.state.clone())).await;
+    for _ in 0..4 {
+        actix_test::call_service(&app, get("/api/v1/books", Role::Teacher).to_request()).await;
+    }
+    let response = actix_test::call_service(
+        &app,
+        get("/api/v1/admin/cache/stats", Role::Admin).to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let stats = json_body(response).await;
+    assert_eq!(stats["hits"], 3);
+    assert!(stats["misses"].as_u64().unwrap() >= 1);
+    assert!(stats["entries"].as_u64().unwrap() >= 2);
+    assert!(stats["hit_rate"].as_f64().unwrap() > 0.5);
+    assert_eq!(stats["scope"], "instance");
+
+    for role in [
+        Role::Teacher,
+        Role::Student,
+        Role::Supervisor,
+        Role::Publisher,
+    ] {
+        for request in [
+            get("/api/v1/admin/cache/stats", role),
+            actix_test::TestRequest::post()
+                .uri("/api/v1/admin/cache/clear")
+                .insert_header(("Authorization", format!("Bearer {}", token(role)))),
+        ] {
+            let response = actix_test::call_service(&app, request.to_request()).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{role:?}");
+            assert_eq!(json_body(response).await["code"], "forbidden");
+        }
+    }
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::post()
+            .uri("/api/v1/admin/cache/clear")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // A change in DCS is visible after a clear.
+    f.dcs
+        .update_book(
+            1,
+            BookUpdate {
+                book_title: Some("Renamed".into()),
+                ..BookUpdate::default()
+            },
+        )
+        .unwrap();
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::post()
+            .uri("/api/v1/admin/cache/clear")
+            .insert_header(("Authorization", format!("Bearer {}", token(Role::Admin))))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let cleared = json_body(response).await;
+    assert!(cleared["local_entries"].as_u64().unwrap() >= 2);
+    let page = json_body(
+        actix_test::call_service(&app, get("/api/v1/books", Role::Teacher).to_request()).await,
+    )
+    .await;
+    assert_eq!(page["items"][0]["book_title"], "Renamed");
+}
+
+#[actix_web::test]
+async fn dcs_down_serves_stale_then_503_with_retry_after() {
+    let db = TestDatabase::open(crate::support::Engine::Sqlite)
+        .await
+        .unwrap();
+    let f = fixture(&db).await;
+    let app = actix_test::init_service(create_app(f.state.clone())).await;
+    for uri in ["/api/v1/publishers", "/api/v1/books", "/api/v1/books/1"] {
+        let response = actix_test::call_service(&app, get(uri, Role::Teacher).to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    // DCS goes away: connections are reset, and every cached entry has expired.
+    f.dcs.inject("* /", Fault::Reset, None);
+    f.clock.advance(Duration::from_secs(3600));
+
+    for uri in ["/api/v1/publishers", "/api/v1/books", "/api/v1/books/1"] {
+        let response = actix_test::call_service(&app, get(uri, Role::Teacher).to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        assert_eq!(header(&response, "x-cache"), "STALE", "{uri}");
+        assert!(json_body(response).await.is_object());
+    }
+    for uri in [
+        "/api/v1/books/2",
+        "/api/v1/publishers/1",
+        "/api/v1/books?include_archived=true&limit=5",
+    ] {
+        let response = actix_test::call_service(&app, get(uri, Role::Teacher).to_request()).await;
+        if uri.contains("include_archived") {
+            // Rendered from the stale book list.
+            assert_eq!(response.status(), StatusCode::OK, "{uri}");
+            assert_eq!(header(&response, "x-cache"), "STALE");
+            continue;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        let retry_after: u64 = header(&response, "retry-after").parse().unwrap();
+        assert!(retry_after >= 1);
+        let body = json_body(response).await;
+        assert_eq!(
+            body["detail"],
+            "Content storage temporarily unavailable. Please try again."
+        );
+        assert_eq!(body["code"], "content_storage_unavailable");
+    }
+
+    // /ready says DCS is down.
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/ready").to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json_body(response).await["checks"]["dcs"]["ok"], false);
+
+    // DCS back.
+    f.dcs.clear_faults();
+    let response =
+        actix_test::call_service(&app, get("/api/v1/books/2", Role::Teacher).to_request()).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response =
+        actix_test::call_service(&app, get("/api/v1/books", Role::Teacher).to_request()).await;
+    assert_eq!(header(&response, "x-cache"), "MISS");
+}
+
+#[actix_web::test]
+async fn open_breaker_answers_in_microseconds_not_timeouts() {
+    let db = TestDatabase::open(crate::support::Engine::Sqlite)
+        .await
+        .unwrap();
+    let dcs = MockDcs::start(MockConfig::default()).await.unwrap();
+    let mut settings = db.settings();
+    settings.dcs.url = dcs.base_url().parse().unwrap();
+    let client = Arc::new(crate::support::test_dcs_client(dcs.base_url(), 3));
+    let services =
+        lms_api::services::Services::new(&settings, client, Cache::new(CacheConfig::default()));
+    let state = lms_api::AppState::with_services(settings, db.db.clone(), services);
+    let app = actix_test::init_service(create_app(state)).await;
+
+    // Every request to DCS hangs longer than any sane timeout would allow.
+    dcs.inject("* /", Fault::Status(502), None);
+    for id in 1..=3 {
+        let response = actix_test::call_service(
+            &app,
+            get(&format!("/api/v1/books/{id}"), Role::Teacher).to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let requests_before = dcs.request_count("GET /books/");
+    let started = std::time::Instant::now();
+    for id in 10..110 {
+        let response = actix_test::call_service(
+            &app,
+            get(&format!("/api/v1/books/{id}"), Role::Teacher).to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let retry_after: u64 = header(&response, "retry-after").parse().unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+    }
+    // The breaker is open: nothing reached DCS, and 100 answers took far less than one
+    // network round trip each would (generous bound: this is not a benchmark).
+    assert_eq!(dcs.request_count("GET /books/"), requests_before);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
