@@ -82,11 +82,7 @@ async fn catalog_routes_for_every_role(db: TestDatabase) {
 }
 on_both_databases!(catalog_routes_for_every_role);
 
-#[actix_web::test]
-async fn publishers_books_and_cache_headers() {
-    let db = TestDatabase::open(crate::support::Engine::Sqlite)
-        .await
-        .unwrap();
+async fn publishers_books_and_cache_headers(db: TestDatabase) {
     let f = fixture(&db).await;
     let app = actix_test::init_service(create_app(f.state.clone())).await;
 
@@ -152,12 +148,9 @@ async fn publishers_books_and_cache_headers() {
         }
     }
 }
+on_both_databases!(publishers_books_and_cache_headers);
 
-#[actix_web::test]
-async fn book_list_filters_and_pages() {
-    let db = TestDatabase::open(crate::support::Engine::Sqlite)
-        .await
-        .unwrap();
+async fn book_list_filters_and_pages(db: TestDatabase) {
     let f = fixture(&db).await;
     for name in ["ALPHA", "BETA", "GAMMA"] {
         let mut book = NewBook::new("Other House", name);
@@ -200,12 +193,9 @@ async fn book_list_filters_and_pages() {
         (Some(3), Some(1), Some(1))
     );
 }
+on_both_databases!(book_list_filters_and_pages);
 
-#[actix_web::test]
-async fn logo_and_cover_support_etags() {
-    let db = TestDatabase::open(crate::support::Engine::Sqlite)
-        .await
-        .unwrap();
+async fn logo_and_cover_support_etags(db: TestDatabase) {
     let f = fixture(&db).await;
     let app = actix_test::init_service(create_app(f.state.clone())).await;
 
@@ -240,12 +230,9 @@ async fn logo_and_cover_support_etags() {
         assert_eq!(response.status(), StatusCode::OK, "{uri}");
     }
 }
+on_both_databases!(logo_and_cover_support_etags);
 
-#[actix_web::test]
-async fn admin_cache_stats_and_clear() {
-    let db = TestDatabase::open(crate::support::Engine::Sqlite)
-        .await
-        .unwrap();
+async fn admin_cache_stats_and_clear(db: TestDatabase) {
     let f = fixture(&db).await;
     let app = actix_test::init_service(create_app(f.state.clone())).await;
     for _ in 0..4 {
@@ -317,12 +304,9 @@ async fn admin_cache_stats_and_clear() {
     .await;
     assert_eq!(page["items"][0]["book_title"], "Renamed");
 }
+on_both_databases!(admin_cache_stats_and_clear);
 
-#[actix_web::test]
-async fn dcs_down_serves_stale_then_503_with_retry_after() {
-    let db = TestDatabase::open(crate::support::Engine::Sqlite)
-        .await
-        .unwrap();
+async fn dcs_down_serves_stale_then_503_with_retry_after(db: TestDatabase) {
     let f = fixture(&db).await;
     let app = actix_test::init_service(create_app(f.state.clone())).await;
     for uri in ["/api/v1/publishers", "/api/v1/books", "/api/v1/books/1"] {
@@ -381,12 +365,9 @@ async fn dcs_down_serves_stale_then_503_with_retry_after() {
         actix_test::call_service(&app, get("/api/v1/books", Role::Teacher).to_request()).await;
     assert_eq!(header(&response, "x-cache"), "MISS");
 }
+on_both_databases!(dcs_down_serves_stale_then_503_with_retry_after);
 
-#[actix_web::test]
-async fn open_breaker_answers_in_microseconds_not_timeouts() {
-    let db = TestDatabase::open(crate::support::Engine::Sqlite)
-        .await
-        .unwrap();
+async fn open_breaker_answers_in_microseconds_not_timeouts(db: TestDatabase) {
     let dcs = MockDcs::start(MockConfig::default()).await.unwrap();
     let mut settings = db.settings();
     settings.dcs.url = dcs.base_url().parse().unwrap();
@@ -427,3 +408,31 @@ async fn open_breaker_answers_in_microseconds_not_timeouts() {
         started.elapsed()
     );
 }
+on_both_databases!(open_breaker_answers_in_microseconds_not_timeouts);
+
+async fn dcs_process_gone_serves_stale_and_503(db: TestDatabase) {
+    let f = fixture(&db).await;
+    let app = actix_test::init_service(create_app(f.state.clone())).await;
+    let response =
+        actix_test::call_service(&app, get("/api/v1/books", Role::Teacher).to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // The fake DCS stops: its port refuses connections from now on.
+    f.dcs.shutdown().await;
+    f.clock.advance(Duration::from_secs(3600));
+
+    let response =
+        actix_test::call_service(&app, get("/api/v1/books", Role::Teacher).to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "x-cache"), "STALE");
+    let response =
+        actix_test::call_service(&app, get("/api/v1/publishers", Role::Teacher).to_request())
+            .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!header(&response, "retry-after").is_empty());
+    assert_eq!(
+        json_body(response).await["detail"],
+        "Content storage temporarily unavailable. Please try again."
+    );
+}
+on_both_databases!(dcs_process_gone_serves_stale_and_503);

@@ -12,5 +12,6 @@ mod cli;
 mod database;
 mod errors;
 mod leader_locks;
+mod multi_instance;
 mod settings;
 mod system;
