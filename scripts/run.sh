@@ -31,13 +31,14 @@ admin=$(target/release/lms-api token --role admin --sub 00000000-0000-4000-8000-
 teacher=$(target/release/lms-api token --role teacher --sub 00000000-0000-4000-8000-000000000002)
 cat <<TXT
 
-  lms-api   http://$bind        (fake DCS at $DREAM_CENTRAL_STORAGE_URL)
+  lms-api   http://$bind   (fake DCS with the sample book at $DREAM_CENTRAL_STORAGE_URL)
 
-  admin token:   $admin
-  teacher token: $teacher
+  export ADMIN_TOKEN=$admin
+  export TEACHER_TOKEN=$teacher
 
-  try:  curl -H "Authorization: Bearer \$TEACHER" http://$bind/api/v1/books
-        (export TEACHER=<teacher token> first)
+  curl -H "Authorization: Bearer \$TEACHER_TOKEN" http://$bind/api/v1/books
+  curl -H "Authorization: Bearer \$ADMIN_TOKEN" http://$bind/api/v1/admin/cache/stats
+  API description: http://$bind/openapi.json      Ctrl-C stops both servers.
 
 TXT
 wait -n "${pids[@]}"

@@ -2,7 +2,7 @@
 # Runs every check and every test, on a fresh machine too: installs and starts what the tests
 # need, then fmt, clippy (-D warnings), the crypto-provider check, and all tests.
 #   scripts/test.sh            everything
-#   scripts/test.sh <crate>    one crate's tests only (e.g. dcs-client)
+#   scripts/test.sh <crate>... those crates' tests and doc tests only (e.g. dcs-client)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -12,8 +12,34 @@ ensure_postgres
 ensure_redis
 if compgen -G "crates/storage/tests/*.rs" >/dev/null; then ensure_s3s_fs; fi
 
+# dcs-client's integration tests also run read-only against a real DCS when configured.
+real_dcs_note() {
+  if [ -n "${DCS_TEST_URL:-}" ] && [ -n "${DCS_TEST_EMAIL:-}" ] && [ -n "${DCS_TEST_PASSWORD:-}" ]; then
+    log "dcs-client's read-only integration tests also ran against the real DCS at $DCS_TEST_URL"
+  else
+    log "real DCS tests skipped: set DCS_TEST_URL, DCS_TEST_EMAIL and DCS_TEST_PASSWORD to run them"
+  fi
+}
+
 if [ $# -gt 0 ]; then
-  exec cargo nextest run --no-fail-fast -p "$@"
+  packages=() doc_packages=()
+  for crate in "$@"; do
+    packages+=(-p "$crate")
+    # Doc tests exist only for library crates (crates/*, apps/*, migrations).
+    for dir in "crates/$crate" "apps/$crate" "$crate"; do
+      if [ -f "$dir/src/lib.rs" ]; then doc_packages+=(-p "$crate"); break; fi
+    done
+  done
+  log "tests of $*"
+  cargo nextest run --no-fail-fast "${packages[@]}"
+  if [ ${#doc_packages[@]} -gt 0 ]; then
+    log "doc tests of $*"
+    cargo test --doc "${doc_packages[@]}"
+  fi
+  for crate in "$@"; do
+    if [ "$crate" = dcs-client ]; then real_dcs_note; fi
+  done
+  exit 0
 fi
 
 log "cargo fmt --check"
@@ -28,3 +54,4 @@ log "tests"
 cargo nextest run --workspace --no-fail-fast --locked
 log "doc tests"
 cargo test --workspace --doc --locked
+real_dcs_note

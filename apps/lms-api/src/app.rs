@@ -23,6 +23,8 @@ use crate::routes::system::OpenApiDocument;
 use crate::routes::{self, ApiDoc};
 use crate::services::{Services, ServicesError};
 use crate::settings::Settings;
+use crate::webhook_events::WebhookEvents;
+use crate::webhooks::{WebhookMetrics, WebhookReceiver};
 
 /// Everything handlers share. Cheap to clone (reference-counted parts).
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub struct AppState {
     pub readiness: Readiness,
     /// The domain services and the adapters under them.
     pub services: Services,
+    /// The DCS webhook pipeline (verify, log, invalidate).
+    pub webhooks: WebhookReceiver,
 }
 
 impl AppState {
@@ -62,13 +66,22 @@ impl AppState {
                 }
             }
         }
+        let metrics = HttpMetrics::new();
+        let webhooks = WebhookReceiver::new(
+            WebhookEvents::new(db.clone()),
+            services.catalog.clone(),
+            services.webhook_verifier.clone(),
+            WebhookMetrics::register(metrics.registry())
+                .expect("webhook metrics are registered once in a fresh registry"),
+        );
         Self {
             settings: Arc::new(settings),
             db,
             jwt,
-            metrics: HttpMetrics::new(),
+            metrics,
             readiness,
             services,
+            webhooks,
         }
     }
 }

@@ -118,6 +118,8 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let state = build_state(settings).await?;
     let addr = state.settings.bind;
     let _background = crate::background::start(&state);
+    // In the background: start-up does not wait for DCS.
+    let _webhook_registration = crate::webhook_registration::start(&state);
 
     let factory_state = state.clone();
     let server = HttpServer::new(move || create_app(factory_state.clone()))

@@ -15,6 +15,9 @@ pub mod routes;
 pub mod services;
 pub mod settings;
 pub mod telemetry;
+pub mod webhook_events;
+pub mod webhook_registration;
+pub mod webhooks;
 
 pub use app::{AppState, build_state, create_app};
 pub use error::{ApiError, ErrorBody};

@@ -163,7 +163,8 @@ impl WebhookEvents {
 
     /// Marks a claimed event ignored (valid, but nothing the LMS acts on).
     pub async fn mark_ignored(&self, claimed: &WebhookEventLog) -> Result<bool, DbErr> {
-        self.finish(claimed, WebhookEventStatus::Ignored, None).await
+        self.finish(claimed, WebhookEventStatus::Ignored, None)
+            .await
     }
 
     /// Marks a claimed event failed with `error`; the next delivery of the same bytes
@@ -179,7 +180,10 @@ impl WebhookEvents {
     }
 
     /// The event whose raw body has this SHA-256 (lowercase hex).
-    pub async fn find_by_digest(&self, body_sha256: &str) -> Result<Option<WebhookEventLog>, DbErr> {
+    pub async fn find_by_digest(
+        &self,
+        body_sha256: &str,
+    ) -> Result<Option<WebhookEventLog>, DbErr> {
         Entity::find()
             .filter(Column::BodySha256.eq(body_sha256))
             .one(&self.db)

@@ -1,7 +1,7 @@
 //! JWT handling: reading `exp` from the payload and a single-flight token cache.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -9,19 +9,49 @@ use chrono::{DateTime, TimeZone, Utc};
 use secrecy::SecretString;
 
 use crate::clock;
+use crate::error::DcsError;
 
-/// Reads the `exp` claim of a JWT without verifying it (DCS signs with its own secret; the
+/// The time claims of a JWT, read without verifying it (DCS signs with its own secret; the
 /// client only needs to know when to log in again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeClaims {
+    pub(crate) iat: Option<DateTime<Utc>>,
+    pub(crate) exp: Option<DateTime<Utc>>,
+}
+
+pub(crate) fn jwt_time_claims(token: &str) -> TimeClaims {
+    let none = TimeClaims {
+        iat: None,
+        exp: None,
+    };
+    let Some(payload) = token.split('.').nth(1) else {
+        return none;
+    };
+    let Ok(bytes) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
+    else {
+        return none;
+    };
+    let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return none;
+    };
+    let time = |name: &str| {
+        let value = claims.get(name)?;
+        let secs = value
+            .as_i64()
+            .or_else(|| value.as_f64().map(|f| f as i64))?;
+        Utc.timestamp_opt(secs, 0).single()
+    };
+    TimeClaims {
+        iat: time("iat"),
+        exp: time("exp"),
+    }
+}
+
+/// Reads the `exp` claim of a JWT.
+#[cfg(test)]
 pub(crate) fn jwt_expiry(token: &str) -> Option<DateTime<Utc>> {
-    let payload = token.split('.').nth(1)?;
-    let payload = payload.trim_end_matches('=');
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let exp = claims.get("exp")?;
-    let secs = exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))?;
-    Utc.timestamp_opt(secs, 0).single()
+    jwt_time_claims(token).exp
 }
 
 /// A token in use.
@@ -43,13 +73,23 @@ impl Token {
         margin: Duration,
         generation: u64,
     ) -> Token {
-        let expires_at = jwt_expiry(secrecy::ExposeSecret::expose_secret(&value));
+        let claims = jwt_time_claims(secrecy::ExposeSecret::expose_secret(&value));
+        let expires_at = claims.exp;
         let refresh_at = expires_at.map(|exp| {
-            let lifetime = clock::since(now, exp);
+            // The token was just issued, so `exp - iat` is its lifetime counted from `now`:
+            // that keeps the refresh point right when this host's clock and DCS's disagree.
+            // Without `iat`, `exp` is taken as it is.
+            let (lifetime, local_expiry) = match claims.iat {
+                Some(iat) if exp > iat => {
+                    let lifetime = clock::since(iat, exp);
+                    (lifetime, clock::add(now, lifetime))
+                }
+                _ => (clock::since(now, exp), exp),
+            };
             // A token that lives shorter than twice the margin is refreshed halfway, so a
             // short-lived token is not replaced on every call.
             let margin = margin.min(lifetime / 2);
-            exp - chrono::Duration::from_std(margin).unwrap_or_default()
+            local_expiry - chrono::Duration::from_std(margin).unwrap_or_default()
         });
         Token {
             value,
@@ -74,6 +114,12 @@ pub(crate) struct TokenCache {
     current: RwLock<Option<Arc<Token>>>,
     pub(crate) refresh_lock: tokio::sync::Mutex<()>,
     generation: AtomicU64,
+    /// Login attempts that have finished, successful or not.
+    logins_finished: AtomicU64,
+    /// The error of the latest finished login and its number in `logins_finished`, if it
+    /// failed. Callers that queued behind a failed login take this error instead of logging
+    /// in again one after another.
+    last_failure: Mutex<Option<(u64, DcsError)>>,
 }
 
 impl TokenCache {
@@ -97,7 +143,31 @@ impl TokenCache {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let token = Arc::new(Token::new(value, now, margin, generation));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.logins_finished.fetch_add(1, Ordering::SeqCst);
         token
+    }
+
+    /// How many login attempts have finished. Read it before waiting for the refresh lock,
+    /// then ask [`failure_since`](Self::failure_since) once the lock is held.
+    pub(crate) fn logins_finished(&self) -> u64 {
+        self.logins_finished.load(Ordering::SeqCst)
+    }
+
+    /// Records a failed login.
+    pub(crate) fn record_failure(&self, error: &DcsError) {
+        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        let number = self.logins_finished.fetch_add(1, Ordering::SeqCst) + 1;
+        *last = Some((number, error.clone()));
+    }
+
+    /// The error of a login that failed after `seen` logins had finished (one this caller
+    /// waited for), if the latest login failed.
+    pub(crate) fn failure_since(&self, seen: u64) -> Option<DcsError> {
+        match &*self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((number, error)) if *number > seen => Some(error.clone()),
+            _ => None,
+        }
     }
 }
 

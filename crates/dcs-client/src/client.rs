@@ -24,7 +24,9 @@ use crate::models::{
     WebhookSubscriptionUpdate,
 };
 use crate::path::{AssetPath, book_storage_path, check_name, encode_query_value, encode_segment};
-use crate::transport::{Answer, AuthScope, Body, Req, Transport};
+use crate::transport::{
+    Answer, AuthScope, Body, Budget, PHASE_DEADLINE, PHASE_SLOT, Req, Transport,
+};
 
 const STORAGE: AuthScope = AuthScope::JwtOnly("/storage/*");
 const WEBHOOKS: AuthScope = AuthScope::JwtOnly("/webhooks/*");
@@ -144,14 +146,19 @@ impl DcsClient {
         }
     }
 
-    /// A fresh JWT: the cached one, or one login shared by all concurrent callers.
+    /// A fresh JWT: the cached one, or one login shared by all concurrent callers (its token,
+    /// or its error: callers that waited for a failed login do not try again one by one).
     async fn jwt(&self) -> Result<Arc<Token>, DcsError> {
         if let Some(t) = self.inner.tokens.fresh(self.now()) {
             return Ok(t);
         }
+        let seen = self.inner.tokens.logins_finished();
         let _guard = self.inner.tokens.refresh_lock.lock().await;
         if let Some(t) = self.inner.tokens.fresh(self.now()) {
             return Ok(t);
+        }
+        if let Some(err) = self.inner.tokens.failure_since(seen) {
+            return Err(err);
         }
         let refreshing = self.inner.tokens.current().is_some();
         let token = self.do_login().await?;
@@ -166,14 +173,18 @@ impl DcsClient {
     }
 
     /// After a 401 with token generation `used`: log in again unless another caller already
-    /// did.
+    /// did (or just failed to).
     async fn relogin(&self, used: u64) -> Result<Arc<Token>, DcsError> {
+        let seen = self.inner.tokens.logins_finished();
         let _guard = self.inner.tokens.refresh_lock.lock().await;
         if let Some(t) = self.inner.tokens.current()
             && t.generation != used
             && t.is_fresh(self.now())
         {
             return Ok(t);
+        }
+        if let Some(err) = self.inner.tokens.failure_since(seen) {
+            return Err(err);
         }
         tracing::warn!(
             target: "dcs_client::auth",
@@ -195,10 +206,13 @@ impl DcsClient {
         };
         let req = Req::new(Method::POST, "/auth/login", AuthScope::None).json(&body)?;
         // Boxed: the request loop may call back into the login (through `credential_for`).
-        let result = Box::pin(self.execute(req)).await;
-        let answer = match result {
-            Ok(a) => a,
+        let result = Box::pin(self.execute(req))
+            .await
+            .and_then(|answer| decode::<LoginResponse>(&answer, "login response"));
+        let login = match result {
+            Ok(login) => login,
             Err(err) => {
+                self.inner.tokens.record_failure(&err);
                 tracing::warn!(
                     target: "dcs_client::auth",
                     code = err.code(),
@@ -208,7 +222,6 @@ impl DcsClient {
                 return Err(err);
             }
         };
-        let login: LoginResponse = decode(&answer, "login response")?;
         let now = self.now();
         let token = self.inner.tokens.store(
             SecretString::from(login.access_token),
@@ -241,7 +254,7 @@ impl DcsClient {
         let mut relogged = false;
         loop {
             let cred = self.credential_for(req.auth).await?;
-            let outcome = self.attempt(&req, &cred).await;
+            let outcome = self.attempt(&req, &cred, deadline).await;
             let err = match outcome {
                 Ok(answer) => {
                     let status = answer.status;
@@ -297,11 +310,13 @@ impl DcsClient {
                 }
                 Err(err) => err,
             };
-            // 5xx, network error or timeout.
-            let retryable = matches!(
-                err,
-                DcsError::Server { .. } | DcsError::Network { .. } | DcsError::Timeout { .. }
-            );
+            // 5xx, network error or timeout. Not a wait for a connection slot that already
+            // took a full timeout, nor a call whose deadline has passed.
+            let retryable = match &err {
+                DcsError::Server { .. } | DcsError::Network { .. } => true,
+                DcsError::Timeout { phase, .. } => *phase != PHASE_SLOT && *phase != PHASE_DEADLINE,
+                _ => false,
+            };
             if !retryable || !req.idempotent || attempt >= max_attempts {
                 return Err(err);
             }
@@ -315,10 +330,23 @@ impl DcsClient {
         }
     }
 
-    /// One attempt through the breaker.
-    async fn attempt(&self, req: &Req, cred: &Cred) -> Result<Answer, DcsError> {
+    /// One attempt: a connection slot first, then the breaker, then the request. Waiting for
+    /// a slot is local queueing, so it never counts as a DCS failure, and a half-open probe
+    /// is only taken once the request can actually be sent.
+    async fn attempt(
+        &self,
+        req: &Req,
+        cred: &Cred,
+        deadline: DateTime<Utc>,
+    ) -> Result<Answer, DcsError> {
+        let transport = &self.inner.transport;
+        let slot = transport
+            .acquire_slot(req.kind, self.budget(deadline)?)
+            .await?;
         let permit = self.inner.breaker.acquire()?;
-        let result = self.inner.transport.send(req, cred.secret()).await;
+        let result = transport
+            .send(req, cred.secret(), slot, self.budget(deadline)?)
+            .await;
         match &result {
             Ok(answer) if answer.status.is_server_error() => permit.failure(),
             Ok(_) => permit.success(),
@@ -326,6 +354,19 @@ impl DcsClient {
             Err(_) => drop(permit),
         }
         result
+    }
+
+    /// What is left of the call deadline; a `call deadline` timeout when nothing is.
+    fn budget(&self, deadline: DateTime<Utc>) -> Result<Budget, DcsError> {
+        let total = self.inner.cfg.call_deadline;
+        let remaining = clock::since(self.now(), deadline);
+        if remaining.is_zero() {
+            return Err(DcsError::Timeout {
+                phase: PHASE_DEADLINE,
+                after: total,
+            });
+        }
+        Ok(Budget { remaining, total })
     }
 
     async fn get_json<T: DeserializeOwned>(&self, req: Req, what: &str) -> Result<T, DcsError> {

@@ -181,13 +181,17 @@ pub struct DcsConfig {
     /// Downloads: longest pause between two body chunks (default 60 s).
     pub download_idle_timeout: Duration,
     /// Overall budget of one call including retries and waits (default 120 s). A wait that
-    /// would end past it is not started.
+    /// would end past it is not started, and an attempt gets at most what is left of it
+    /// (a streamed body, read after the call returned, is bounded by the idle timeout only).
     pub call_deadline: Duration,
     /// At most this many concurrent connections (= requests in flight, including streamed
     /// bodies being read) to DCS (default 10).
     pub max_connections_per_host: usize,
     /// Idle pooled connections are closed after this long (default 90 s).
     pub pool_idle_timeout: Duration,
+    /// The largest response body read into memory (API answers and error bodies; streamed
+    /// downloads are not limited). A larger one is a `Decode` error (default 64 MiB).
+    pub max_body_bytes: usize,
     /// Retry policy.
     pub retry: RetryConfig,
     /// Circuit breaker.
@@ -215,6 +219,7 @@ impl DcsConfig {
             call_deadline: Duration::from_secs(120),
             max_connections_per_host: 10,
             pool_idle_timeout: Duration::from_secs(90),
+            max_body_bytes: 64 * 1024 * 1024,
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
             token_refresh_margin: Duration::from_secs(5 * 60),
@@ -247,6 +252,22 @@ mod tests {
         assert!(!s.contains("dcs_test_key"), "{s}");
         assert!(s.contains("a@b.c"));
         assert!(s.contains("[redacted]"));
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let cfg = DcsConfig::new("http://x", Credentials::api_key("k"));
+        assert_eq!(cfg.connect_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.api_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.download_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.max_connections_per_host, 10);
+        assert_eq!(cfg.token_refresh_margin, Duration::from_secs(5 * 60));
+        assert_eq!(cfg.retry.max_retries, 3);
+        assert_eq!(cfg.retry.base_delay, Duration::from_secs(1));
+        assert_eq!(cfg.retry.jitter, Jitter::Equal);
+        assert_eq!(cfg.breaker.failure_threshold, 5);
+        assert_eq!(cfg.publishers_page_size, 100);
+        assert_eq!(cfg.batch_size, 100);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::models::{ErrorBody, ErrorDetail};
 /// Every variant has a stable [`code()`](DcsError::code) (`dcs_*`) that callers may put into
 /// their own error bodies and metrics. Messages carry the DCS `detail` where DCS sent one and
 /// never contain a password, token or API key.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum DcsError {
     /// Login was refused (`401 Invalid credentials`), or a request was still answered `401`
@@ -97,10 +97,13 @@ pub enum DcsError {
         message: String,
     },
 
-    /// A timeout elapsed (connect, whole API call, time to response head, or idle body).
+    /// A timeout elapsed (connect, whole API call, time to response head, idle body, waiting
+    /// for a free connection, or the call deadline).
     #[error("DCS {phase} timed out after {after:?}")]
     Timeout {
-        /// Which timeout: `connect`, `request`, `response head`, `body idle`.
+        /// Which timeout: `connect`, `request`, `response head`, `body idle`,
+        /// `connection slot` (all `max_connections_per_host` slots stayed busy; DCS was not
+        /// asked) or `call deadline`.
         phase: &'static str,
         /// The configured limit that elapsed.
         after: Duration,
@@ -323,5 +326,105 @@ impl ErrorDetail {
                 _ => serde_json::Value::Object(map.clone()).to_string(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Callers put these codes into their own error bodies and metrics: they must not change.
+    #[test]
+    fn every_variant_has_its_own_stable_code() {
+        let d = || "x".to_owned();
+        let all = [
+            (DcsError::AuthFailed { detail: d() }, "dcs_auth_failed"),
+            (
+                DcsError::NotAuthenticated { detail: d() },
+                "dcs_not_authenticated",
+            ),
+            (DcsError::Forbidden { detail: d() }, "dcs_forbidden"),
+            (DcsError::NotFound { detail: d() }, "dcs_not_found"),
+            (DcsError::Conflict { detail: d() }, "dcs_conflict"),
+            (
+                DcsError::RangeNotSatisfiable { detail: d() },
+                "dcs_range_not_satisfiable",
+            ),
+            (
+                DcsError::BadRequest {
+                    status: 422,
+                    detail: d(),
+                },
+                "dcs_bad_request",
+            ),
+            (
+                DcsError::RateLimited {
+                    retry_after: Some(Duration::from_secs(3)),
+                },
+                "dcs_rate_limited",
+            ),
+            (
+                DcsError::Server {
+                    status: 502,
+                    detail: d(),
+                },
+                "dcs_server_error",
+            ),
+            (
+                DcsError::UnexpectedStatus {
+                    status: 302,
+                    detail: d(),
+                },
+                "dcs_unexpected_status",
+            ),
+            (DcsError::Network { message: d() }, "dcs_network"),
+            (
+                DcsError::Timeout {
+                    phase: "request",
+                    after: Duration::from_secs(30),
+                },
+                "dcs_timeout",
+            ),
+            (
+                DcsError::CircuitOpen {
+                    retry_in: Duration::from_secs(1),
+                },
+                "dcs_circuit_open",
+            ),
+            (DcsError::Decode { message: d() }, "dcs_decode"),
+            (
+                DcsError::InvalidPath {
+                    path: d(),
+                    reason: "r",
+                },
+                "dcs_invalid_path",
+            ),
+            (
+                DcsError::InvalidArgument { message: d() },
+                "dcs_invalid_argument",
+            ),
+            (
+                DcsError::ApiKeyUnsupported {
+                    route: "/storage/*",
+                },
+                "dcs_api_key_unsupported",
+            ),
+            (
+                DcsError::InvalidConfig { message: d() },
+                "dcs_invalid_config",
+            ),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for (error, code) in &all {
+            assert_eq!(error.code(), *code, "{error:?}");
+            assert!(seen.insert(*code), "{code} used twice");
+        }
+        let limited = &all[7].0;
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(
+            limited.to_string(),
+            "DCS rate limited the request (retry after 3s)"
+        );
+        assert_eq!(all[8].0.status(), Some(502));
     }
 }

@@ -134,13 +134,18 @@ pub(crate) fn book_storage_path(publisher: &str, book: &str) -> Result<String, D
     ))
 }
 
-/// Publisher and book names are encoded, not restricted; but empty names or names that are
-/// `.`/`..` would change the route, so they are refused.
+/// Publisher and book names are encoded, not restricted, except where no encoding helps:
+/// empty names and `.`/`..` change the route, and DCS's server decodes `%2F` before routing,
+/// so a `/` would split the segment and address another resource (the tree of publisher
+/// `A/B`, book `config` would be `/storage/books/A/B/config`: book `B`'s config). DCS refuses
+/// `/` and `\` in these segments itself.
 pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), DcsError> {
     let reason = if name.is_empty() {
         Some("empty name")
     } else if name == "." || name == ".." {
         Some("`.` and `..` are not names")
+    } else if name.contains('/') || name.contains('\\') {
+        Some("DCS cannot address a name with `/` or `\\`")
     } else if name.chars().any(char::is_control) {
         Some("control characters are not allowed")
     } else {
@@ -231,6 +236,19 @@ mod tests {
         assert!(book_storage_path("", "x").is_err());
         assert!(book_storage_path("..", "x").is_err());
         assert!(book_storage_path("p", ".").is_err());
+        for (publisher, book) in [
+            ("A/B", "config"),
+            ("p", "a/b"),
+            ("a\\b", "x"),
+            ("p", "x\nconfig"),
+        ] {
+            let err = book_storage_path(publisher, book).unwrap_err();
+            assert_eq!(err.code(), "dcs_invalid_argument", "{publisher:?}/{book:?}");
+        }
+        assert_eq!(
+            book_storage_path("a..b", "..x").unwrap(),
+            "/storage/books/a..b/..x"
+        );
     }
 
     #[test]

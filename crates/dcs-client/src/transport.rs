@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -40,8 +40,60 @@ pub(crate) enum Kind {
     Download,
 }
 
+/// The timeout phase of waiting for a free connection slot (local queueing, not DCS).
+pub(crate) const PHASE_SLOT: &str = "connection slot";
+/// The timeout phase of an attempt cut short because the call deadline was reached.
+pub(crate) const PHASE_DEADLINE: &str = "call deadline";
+
+/// Permission to use one of the `max_connections_per_host` connections.
+pub(crate) type Slot = OwnedSemaphorePermit;
+
+/// What is left of a call's deadline when an attempt starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    /// Time left until the deadline.
+    pub(crate) remaining: Duration,
+    /// The whole deadline (`call_deadline`), for the error message.
+    pub(crate) total: Duration,
+}
+
+/// How long one step may take, and the error it ends with.
+struct Limit {
+    duration: Duration,
+    phase: &'static str,
+    after: Duration,
+}
+
+impl Limit {
+    fn elapsed(&self) -> DcsError {
+        DcsError::Timeout {
+            phase: self.phase,
+            after: self.after,
+        }
+    }
+}
+
+impl Budget {
+    /// The step's own timeout, or the rest of the deadline when that is shorter.
+    fn limit(self, own: Duration, phase: &'static str) -> Limit {
+        if self.remaining < own {
+            Limit {
+                duration: self.remaining,
+                phase: PHASE_DEADLINE,
+                after: self.total,
+            }
+        } else {
+            Limit {
+                duration: own,
+                phase,
+                after: own,
+            }
+        }
+    }
+}
+
 /// A request to DCS, described once and sent once per attempt.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Req {
     pub method: Method,
     /// Encoded path, starting with `/`.
@@ -55,6 +107,29 @@ pub(crate) struct Req {
     pub idempotent: bool,
     pub auth: AuthScope,
     pub kind: Kind,
+}
+
+/// The body is left out: the login body holds the password.
+impl std::fmt::Debug for Req {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Req")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("body_len", &self.body.as_ref().map(Bytes::len))
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("idempotent", &self.idempotent)
+            .field("auth", &self.auth)
+            .field("kind", &self.kind)
+            .finish()
+    }
 }
 
 impl Req {
@@ -105,7 +180,7 @@ impl Req {
     }
 }
 
-/// The body of an answer: read whole, or a stream still holding its connection permit.
+/// The body of an answer: read whole, or a stream still holding its connection slot.
 pub(crate) enum Body {
     Full(Bytes),
     Stream(ByteStream),
@@ -154,6 +229,7 @@ pub(crate) struct Transport {
     download_timeout: Duration,
     download_idle_timeout: Duration,
     connect_timeout: Duration,
+    max_body_bytes: usize,
     user_agent: HeaderValue,
 }
 
@@ -166,10 +242,12 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// Checks and normalises the base URL (`http`/`https`, a host, no query; trailing `/` cut).
+/// Checks and normalises the base URL (`http`/`https`, a host, no query, no credentials;
+/// trailing `/` cut).
 pub(crate) fn normalise_base_url(base: &str) -> Result<String, DcsError> {
+    let shown = redact_userinfo(base);
     let bad = |why: &str| DcsError::InvalidConfig {
-        message: format!("base_url {base:?}: {why}"),
+        message: format!("base_url {shown:?}: {why}"),
     };
     let trimmed = base.trim().trim_end_matches('/');
     let uri: Uri = trimmed.parse().map_err(|_| bad("not a URL"))?;
@@ -177,13 +255,31 @@ pub(crate) fn normalise_base_url(base: &str) -> Result<String, DcsError> {
         Some("http") | Some("https") => {}
         _ => return Err(bad("the scheme must be http or https")),
     }
-    if uri.authority().is_none() {
+    let Some(authority) = uri.authority() else {
         return Err(bad("no host"));
+    };
+    // The URL is shown in `Debug` and errors, and hyper would not send these anyway.
+    if authority.as_str().contains('@') {
+        return Err(bad(
+            "must not contain user:password@; configure Credentials instead",
+        ));
     }
     if uri.query().is_some() || trimmed.contains('#') {
         return Err(bad("must not have a query or fragment"));
     }
     Ok(trimmed.to_owned())
+}
+
+/// `scheme://user:password@host` -> `scheme://***@host`, for messages.
+fn redact_userinfo(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
+    match url[after_scheme..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..after_scheme], &url[after_scheme + at..]),
+        None => url.to_owned(),
+    }
 }
 
 impl Transport {
@@ -221,6 +317,7 @@ impl Transport {
             download_timeout: cfg.download_timeout,
             download_idle_timeout: cfg.download_idle_timeout,
             connect_timeout: cfg.connect_timeout,
+            max_body_bytes: cfg.max_body_bytes,
             user_agent,
         })
     }
@@ -277,46 +374,59 @@ impl Transport {
             })
     }
 
-    /// Sends one attempt. For API calls the body is read whole within `api_timeout`; for
-    /// downloads the head must arrive within `download_timeout`, a success body is streamed
-    /// (idle timeout between chunks) and an error body is read whole.
+    /// Waits for a connection slot: at most `max_connections_per_host` requests (and streamed
+    /// bodies) hold one at a time. The wait is local queueing, not DCS being slow, so it has its
+    /// own timeout phase ([`PHASE_SLOT`]) that the caller keeps out of the breaker and retries.
+    pub(crate) async fn acquire_slot(&self, kind: Kind, budget: Budget) -> Result<Slot, DcsError> {
+        let own = match kind {
+            Kind::Api => self.api_timeout,
+            Kind::Download => self.download_timeout,
+        };
+        let limit = budget.limit(own, PHASE_SLOT);
+        match tokio::time::timeout(limit.duration, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(DcsError::network("connection limiter closed")),
+            Err(_) => Err(limit.elapsed()),
+        }
+    }
+
+    /// Sends one attempt on a connection slot. For API calls the body is read whole within
+    /// `api_timeout`; for downloads the head must arrive within `download_timeout`, a success
+    /// body is streamed (idle timeout between chunks) and an error body is read whole. Both are
+    /// cut short when less than that is left of the call deadline (`budget`).
     pub(crate) async fn send(
         &self,
         req: &Req,
         bearer: Option<&SecretString>,
+        slot: Slot,
+        budget: Budget,
     ) -> Result<Answer, DcsError> {
         let request = self.build(req, bearer)?;
         let started = Instant::now();
         let result = match req.kind {
             Kind::Api => {
+                let limit = budget.limit(self.api_timeout, "request");
                 let fut = async {
-                    let _permit = self.acquire().await?;
+                    let _slot = slot;
                     let resp = self
                         .client
                         .request(request)
                         .await
                         .map_err(|e| self.map_client_error(&e))?;
                     let (parts, body) = resp.into_parts();
-                    let bytes = body
-                        .collect()
-                        .await
-                        .map_err(|e| DcsError::network(format!("reading the body: {}", chain(&e))))?
-                        .to_bytes();
+                    let bytes = self.read_whole(body).await?;
                     Ok(Answer {
                         status: parts.status,
                         headers: parts.headers,
                         body: Body::Full(bytes),
                     })
                 };
-                match tokio::time::timeout(self.api_timeout, fut).await {
+                match tokio::time::timeout(limit.duration, fut).await {
                     Ok(r) => r,
-                    Err(_) => Err(DcsError::Timeout {
-                        phase: "request",
-                        after: self.api_timeout,
-                    }),
+                    Err(_) => Err(limit.elapsed()),
                 }
             }
-            Kind::Download => self.send_download(request).await,
+            Kind::Download => self.send_download(request, slot, budget).await,
         };
         let latency_ms = started.elapsed().as_millis() as u64;
         match &result {
@@ -341,50 +451,37 @@ impl Transport {
         result
     }
 
-    async fn send_download(&self, request: Request<Full<Bytes>>) -> Result<Answer, DcsError> {
-        let head = async {
-            let permit = self.acquire().await?;
-            let resp = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| self.map_client_error(&e))?;
-            Ok::<_, DcsError>((permit, resp))
-        };
-        let (permit, resp) = match tokio::time::timeout(self.download_timeout, head).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(DcsError::Timeout {
-                    phase: "response head",
-                    after: self.download_timeout,
-                });
-            }
+    async fn send_download(
+        &self,
+        request: Request<Full<Bytes>>,
+        slot: Slot,
+        budget: Budget,
+    ) -> Result<Answer, DcsError> {
+        let limit = budget.limit(self.download_timeout, "response head");
+        let resp = match tokio::time::timeout(limit.duration, self.client.request(request)).await {
+            Ok(r) => r.map_err(|e| self.map_client_error(&e))?,
+            Err(_) => return Err(limit.elapsed()),
         };
         let (parts, body) = resp.into_parts();
         if parts.status.is_success() {
             return Ok(Answer {
                 status: parts.status,
                 headers: parts.headers,
-                body: Body::Stream(body_stream(body, permit, self.download_idle_timeout)),
+                body: Body::Stream(body_stream(body, slot, self.download_idle_timeout)),
             });
         }
         // Error answers are small: read them whole (bounded by the idle timeout).
-        let bytes = match tokio::time::timeout(self.download_idle_timeout, body.collect()).await {
-            Ok(Ok(c)) => c.to_bytes(),
-            Ok(Err(e)) => {
-                return Err(DcsError::network(format!(
-                    "reading the body: {}",
-                    chain(&e)
-                )));
-            }
-            Err(_) => {
-                return Err(DcsError::Timeout {
-                    phase: "body idle",
-                    after: self.download_idle_timeout,
-                });
-            }
-        };
-        drop(permit);
+        let bytes =
+            match tokio::time::timeout(self.download_idle_timeout, self.read_whole(body)).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(DcsError::Timeout {
+                        phase: "body idle",
+                        after: self.download_idle_timeout,
+                    });
+                }
+            };
+        drop(slot);
         Ok(Answer {
             status: parts.status,
             headers: parts.headers,
@@ -392,12 +489,20 @@ impl Transport {
         })
     }
 
-    async fn acquire(&self) -> Result<OwnedSemaphorePermit, DcsError> {
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| DcsError::network("connection limiter closed"))
+    /// Reads a body into memory, refusing more than `max_body_bytes` (a misbehaving server
+    /// must not exhaust memory).
+    async fn read_whole(&self, body: Incoming) -> Result<Bytes, DcsError> {
+        match Limited::new(body, self.max_body_bytes).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => Err(DcsError::decode(format!(
+                "the response body is larger than {} bytes",
+                self.max_body_bytes
+            ))),
+            Err(e) => Err(DcsError::network(format!(
+                "reading the body: {}",
+                chain(e.as_ref())
+            ))),
+        }
     }
 
     fn map_client_error(&self, e: &hyper_util::client::legacy::Error) -> DcsError {
@@ -441,13 +546,13 @@ fn has_io_kind(e: &(dyn StdError + 'static), kind: std::io::ErrorKind) -> bool {
 
 struct StreamState {
     body: Incoming,
-    _permit: OwnedSemaphorePermit,
+    _permit: Slot,
     idle: Duration,
     done: bool,
 }
 
-/// Streams a body, keeping the connection permit until the stream ends or is dropped.
-fn body_stream(body: Incoming, permit: OwnedSemaphorePermit, idle: Duration) -> ByteStream {
+/// Streams a body, keeping the connection slot until the stream ends or is dropped.
+fn body_stream(body: Incoming, permit: Slot, idle: Duration) -> ByteStream {
     let state = StreamState {
         body,
         _permit: permit,
@@ -492,6 +597,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn request_debug_leaves_the_body_out() {
+        #[derive(serde::Serialize)]
+        struct Login<'a> {
+            email: &'a str,
+            password: &'a str,
+        }
+        let req = Req::new(Method::POST, "/auth/login", AuthScope::None)
+            .json(&Login {
+                email: "a@b.c",
+                password: "hunter2-password",
+            })
+            .unwrap()
+            .header(header::IF_NONE_MATCH, HeaderValue::from_static("\"etag\""));
+        let text = format!("{req:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("/auth/login") && text.contains("body_len"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_deadline_shortens_a_step_only_when_it_is_nearer() {
+        let budget = Budget {
+            remaining: Duration::from_secs(10),
+            total: Duration::from_secs(120),
+        };
+        let own = budget.limit(Duration::from_secs(5), "request");
+        assert_eq!(own.duration, Duration::from_secs(5));
+        assert_eq!(own.elapsed().to_string(), "DCS request timed out after 5s");
+        let cut = budget.limit(Duration::from_secs(30), "request");
+        assert_eq!(cut.duration, Duration::from_secs(10));
+        assert_eq!(
+            cut.elapsed().to_string(),
+            "DCS call deadline timed out after 120s"
+        );
+    }
+
+    #[test]
     fn base_urls() {
         assert_eq!(
             normalise_base_url("http://127.0.0.1:8081/").unwrap(),
@@ -504,6 +648,15 @@ mod tests {
         for bad in ["", "ftp://x", "127.0.0.1:80", "http://x/?a=b", "nonsense"] {
             let e = normalise_base_url(bad).unwrap_err();
             assert_eq!(e.code(), "dcs_invalid_config", "{bad}");
+        }
+        for with_password in [
+            "https://lms:s3cret-pw@dcs.example/",
+            "ftp://lms:s3cret-pw@dcs.example/x",
+        ] {
+            let e = normalise_base_url(with_password).unwrap_err();
+            assert_eq!(e.code(), "dcs_invalid_config");
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+            assert!(e.to_string().contains("***@dcs.example"), "{e}");
         }
     }
 }

@@ -403,6 +403,18 @@ mod tests {
     }
 
     #[test]
+    fn deliveries_make_three_attempts_one_and_two_seconds_apart_by_default() {
+        assert_eq!(
+            default_retry_delays(),
+            [Duration::from_secs(1), Duration::from_secs(2)]
+        );
+        assert_eq!(
+            crate::MockConfig::default().webhook_retry_delays,
+            default_retry_delays()
+        );
+    }
+
+    #[test]
     fn signature_matches_a_recorded_delivery() {
         let body = r#"{"event":"publisher.deleted","timestamp":"2026-11-22T09:33:00.960135Z","data":{"id":3,"name":"Temp Publisher","contact_email":"temp@example.com","logo_url":"/publishers/3/logo"}}"#;
         assert_eq!(

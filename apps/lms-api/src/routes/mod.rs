@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod system;
+pub mod webhooks;
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -40,6 +41,8 @@ fn configure_v1(cfg: &mut ServiceConfig) {
         .service(catalog::book_cover)
         .service(admin::cache_stats)
         .service(admin::cache_clear);
+    cfg.service(webhooks::dream_storage_webhook)
+        .service(webhooks::register_webhook);
 }
 
 /// The parts of the OpenAPI document that do not come from handlers.
@@ -57,6 +60,7 @@ fn configure_v1(cfg: &mut ServiceConfig) {
         (name = "auth", description = "The authenticated caller"),
         (name = "catalog", description = "Publishers and books from Dream Central Storage, cached"),
         (name = "admin", description = "Cache and webhook administration (admin role)"),
+        (name = "webhooks", description = "Deliveries from Dream Central Storage, signed with HMAC-SHA256"),
     )
 )]
 #[derive(Debug)]

@@ -77,7 +77,7 @@ async fn catalog_routes_for_every_role(db: TestDatabase) {
             actix_test::call_service(&app, actix_test::TestRequest::get().uri(uri).to_request())
                 .await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{uri}");
-        assert_eq!(json_body(response).await["code"].is_string(), true);
+        assert!(json_body(response).await["code"].is_string());
     }
 }
 on_both_databases!(catalog_routes_for_every_role);
@@ -426,8 +426,7 @@ async fn dcs_process_gone_serves_stale_and_503(db: TestDatabase) {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, "x-cache"), "STALE");
     let response =
-        actix_test::call_service(&app, get("/api/v1/publishers", Role::Teacher).to_request())
-            .await;
+        actix_test::call_service(&app, get("/api/v1/publishers", Role::Teacher).to_request()).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(!header(&response, "retry-after").is_empty());
     assert_eq!(

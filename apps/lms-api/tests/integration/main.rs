@@ -15,3 +15,6 @@ mod leader_locks;
 mod multi_instance;
 mod settings;
 mod system;
+mod webhook_events;
+mod webhook_registration;
+mod webhooks;

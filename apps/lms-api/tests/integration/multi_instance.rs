@@ -40,6 +40,16 @@ async fn two_instances_share_invalidations(db: TestDatabase) {
     let redis = RedisConfig::new(redis_url()).with_namespace(namespace.clone());
     let cache_a = Cache::with_redis(CacheConfig::default(), &redis).expect("cache A");
     let cache_b = Cache::with_redis(CacheConfig::default(), &redis).expect("cache B");
+    // Each instance drops its local tier when its pub/sub subscription (re)connects, and a
+    // fetch racing with that is not cached: start once both are subscribed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cache_a.stats().resyncs == 0 || cache_b.stats().resyncs == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pub/sub never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let state_a = state_with_dcs(&db, dcs.base_url(), cache_a.clone());
     let state_b = state_with_dcs(&db, dcs.base_url(), cache_b.clone());
     let a = actix_test::init_service(create_app(state_a.clone())).await;

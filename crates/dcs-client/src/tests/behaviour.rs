@@ -306,6 +306,104 @@ async fn concurrent_401s_cause_one_relogin() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callers_share_one_failed_login() {
+    for (status, body, code) in [
+        (
+            401,
+            r#"{"detail":"Invalid credentials"}"#,
+            "dcs_auth_failed",
+        ),
+        (503, r#"{"detail":"down"}"#, "dcs_server_error"),
+    ] {
+        let mut server = mockito::Server::new_async().await;
+        let clock = ManualClock::starting_at(t0());
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
+        let (counter, all_started) = (attempts.clone(), started.clone());
+        server
+            .mock("POST", "/auth/login")
+            .with_status(status)
+            .with_body_from_request(move |_| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                // Answer only once every caller is queued behind this login. (A caller
+                // counts itself and reaches the login lock in the same poll.)
+                let waiting_since = std::time::Instant::now();
+                while all_started.load(Ordering::SeqCst) < 100
+                    && waiting_since.elapsed() < Duration::from_secs(10)
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                body.as_bytes().to_vec()
+            })
+            .create_async()
+            .await;
+        let books = server
+            .mock("GET", "/books/1")
+            .expect(0)
+            .create_async()
+            .await;
+        let c = client(test_config(&server.url(), password_creds()), &clock);
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let c = c.clone();
+            let started = started.clone();
+            tasks.push(tokio::spawn(async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                c.get_book(1).await
+            }));
+        }
+        for t in tasks {
+            let err = t.await.unwrap().unwrap_err();
+            assert_code(&err, code);
+        }
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            1,
+            "{status}: 100 callers, one failed login, shared"
+        );
+        // A call that starts after the failure tries again.
+        assert_code(&c.get_book(1).await.unwrap_err(), code);
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        books.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn clock_skew_between_dcs_and_this_host_does_not_matter() {
+    // DCS's clock is 40 minutes behind ours: by our clock its fresh 30-minute token "expired"
+    // 10 minutes ago. The lifetime (exp - iat) counts from when the token arrived.
+    let mut server = mockito::Server::new_async().await;
+    let clock = ManualClock::starting_at(t0());
+    let dcs_now = t0() - chrono::Duration::minutes(40);
+    let a = jwt_issued(dcs_now, dcs_now + chrono::Duration::minutes(30), "A");
+    let b = jwt_issued(dcs_now, dcs_now + chrono::Duration::minutes(60), "B");
+    let (_login, count) = login_sequence(&mut server, vec![a, b]).await;
+    server
+        .mock("GET", "/books/1")
+        .with_body(book_json(1, "published").to_string())
+        .create_async()
+        .await;
+    let c = client(test_config(&server.url(), password_creds()), &clock);
+    c.get_book(1).await.unwrap();
+    c.get_book(1).await.unwrap();
+    clock.advance(secs(24 * 60));
+    c.get_book(1).await.unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 1, "the token is reused");
+    clock.advance(secs(2 * 60));
+    c.get_book(1).await.unwrap();
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        2,
+        "refreshed 5 min before it ends"
+    );
+    assert_eq!(
+        c.token_expires_at(),
+        Some(dcs_now + chrono::Duration::minutes(60)),
+        "exp is reported as DCS wrote it"
+    );
+}
+
 #[tokio::test]
 async fn not_authenticated_403_is_recognised() {
     let mut server = mockito::Server::new_async().await;
@@ -1103,12 +1201,144 @@ async fn streamed_bodies_hold_a_connection_slot() {
     // Both slots are held by unread bodies: a third request waits and times out.
     let err = c.publisher_logo(1).await.unwrap_err();
     assert_code(&err, "dcs_timeout");
+    assert!(err.to_string().contains("connection slot"), "{err}");
     // Reading one body to the end frees its slot.
     assert_eq!(a.bytes().await.unwrap().len(), 64 * 1024);
     let c3 = c.publisher_logo(1).await.unwrap();
     drop(b);
     drop(c3);
     c.publisher_logo(1).await.unwrap();
+}
+
+#[tokio::test]
+async fn waiting_for_a_connection_slot_is_not_a_dcs_failure() {
+    let mut server = mockito::Server::new_async().await;
+    let clock = ManualClock::starting_at(t0());
+    server
+        .mock("GET", "/publishers/1/logo")
+        .with_header("content-type", "image/png")
+        .with_body(vec![7u8; 64 * 1024])
+        .create_async()
+        .await;
+    let books = server
+        .mock("GET", "/books/1")
+        .expect(0)
+        .create_async()
+        .await;
+    let mut cfg = test_config(&server.url(), Credentials::api_key(API_KEY));
+    cfg.max_connections_per_host = 1;
+    cfg.api_timeout = Duration::from_millis(100);
+    cfg.breaker = BreakerConfig {
+        failure_threshold: 1,
+        cool_down: secs(30),
+    };
+    let c = client(cfg, &clock);
+    // An unread download holds the only slot.
+    let held = c.publisher_logo(1).await.unwrap();
+    let err = c.get_book(1).await.unwrap_err();
+    assert_code(&err, "dcs_timeout");
+    assert!(err.to_string().contains("connection slot"), "{err}");
+    assert!(clock.sleeps().is_empty(), "local queueing is not retried");
+    assert_eq!(
+        c.breaker_state(),
+        BreakerState::Closed { failures: 0 },
+        "DCS was never asked, so the breaker did not count it"
+    );
+    books.assert_async().await;
+    drop(held);
+    // The slot is free again.
+    c.publisher_logo(1).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_attempt_gets_only_what_is_left_of_the_call_deadline() {
+    let (addr, conns) = raw_server(|_, mut s| async move {
+        let _ = read_request(&mut s).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    })
+    .await;
+    let clock = ManualClock::starting_at(t0());
+    let mut cfg = test_config(&format!("http://{addr}"), Credentials::api_key(API_KEY));
+    cfg.api_timeout = secs(5);
+    cfg.call_deadline = Duration::from_millis(150);
+    let c = client(cfg, &clock);
+    let started = std::time::Instant::now();
+    let err = c.get_book(1).await.unwrap_err();
+    assert_code(&err, "dcs_timeout");
+    assert!(err.to_string().contains("call deadline"), "{err}");
+    assert!(started.elapsed() < secs(2), "{:?}", started.elapsed());
+    assert!(clock.sleeps().is_empty(), "no retry past the deadline");
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let mut server = mockito::Server::new_async().await;
+    let clock = ManualClock::starting_at(t0());
+    server
+        .mock("GET", "/books/")
+        .with_body(format!(
+            "[{}]",
+            vec![book_json(1, "published").to_string(); 20].join(",")
+        ))
+        .create_async()
+        .await;
+    server
+        .mock("GET", "/publishers/1/logo")
+        .with_status(500)
+        .with_body(vec![b'x'; 4096])
+        .create_async()
+        .await;
+    let mut cfg = test_config(&server.url(), Credentials::api_key(API_KEY));
+    cfg.max_body_bytes = 1024;
+    cfg.retry = RetryConfig::disabled();
+    let c = client(cfg, &clock);
+    let err = c.list_books(None).await.unwrap_err();
+    assert_code(&err, "dcs_decode");
+    assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
+    let err = c.publisher_logo(1).await.unwrap_err();
+    assert_code(&err, "dcs_decode");
+    assert_eq!(c.breaker_state(), BreakerState::Closed { failures: 0 });
+}
+
+#[tokio::test]
+async fn idle_connections_are_reaped() {
+    let closed = Arc::new(AtomicUsize::new(0));
+    let seen_closed = closed.clone();
+    let (addr, conns) = raw_server(move |_, mut s| {
+        let closed = seen_closed.clone();
+        async move {
+            while read_request(&mut s).await.is_some() {
+                let body = book_json(1, "published").to_string();
+                write_all(&mut s, &http_response("200 OK", &body, "")).await;
+            }
+            // The client closed the connection.
+            closed.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .await;
+    let clock = ManualClock::starting_at(t0());
+    let mut cfg = test_config(&format!("http://{addr}"), Credentials::api_key(API_KEY));
+    cfg.pool_idle_timeout = Duration::from_millis(100);
+    let c = client(cfg, &clock);
+    c.get_book(1).await.unwrap();
+    let opened = conns.load(Ordering::SeqCst);
+    assert!(opened >= 1);
+    // Nothing uses the client now: its idle connections must be closed by the client.
+    let started = std::time::Instant::now();
+    while closed.load(Ordering::SeqCst) < opened {
+        assert!(
+            started.elapsed() < secs(3),
+            "idle connections were not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.get_book(1).await.unwrap();
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        opened + 1,
+        "a new connection after reaping"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

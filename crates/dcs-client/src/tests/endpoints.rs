@@ -258,8 +258,8 @@ async fn config_uses_encoded_names() {
         ),
         (
             "Ünïcödé",
-            "a/b",
-            "/storage/books/%C3%9Cn%C3%AFc%C3%B6d%C3%A9/a%2Fb/config",
+            "a?b=c;d",
+            "/storage/books/%C3%9Cn%C3%AFc%C3%B6d%C3%A9/a%3Fb%3Dc%3Bd/config",
         ),
     ];
     for (publisher, book, path) in cases {
@@ -291,7 +291,15 @@ async fn config_uses_encoded_names() {
         .unwrap_err();
     assert!(err.is_not_found());
     assert!(err.to_string().contains("config.json not found"));
+    // Refused before any request: no mock matches these.
     let err = c.book_config("", "x").await.unwrap_err();
+    assert_code(&err, "dcs_invalid_argument");
+    let err = c
+        .book_tree("Dream Press/FLOWDEMO", "config")
+        .await
+        .unwrap_err();
+    assert_code(&err, "dcs_invalid_argument");
+    let err = c.get_publisher_by_name("A/B").await.unwrap_err();
     assert_code(&err, "dcs_invalid_argument");
 }
 

@@ -23,14 +23,20 @@ pub(crate) fn t0() -> DateTime<Utc> {
     Utc.timestamp_opt(1_795_339_972, 0).unwrap()
 }
 
-/// An unsigned JWT-shaped token with `exp`; `tag` makes it unique and recognisable.
+/// An unsigned JWT-shaped token issued at `t0()` with `exp`; `tag` makes it unique and
+/// recognisable.
 pub(crate) fn jwt(exp: DateTime<Utc>, tag: &str) -> String {
+    jwt_issued(t0(), exp, tag)
+}
+
+/// Like [`jwt`], issued at `iat` (by a server whose clock says `iat`).
+pub(crate) fn jwt_issued(iat: DateTime<Utc>, exp: DateTime<Utc>, tag: &str) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     format!(
         "{}.{}.sig-{tag}",
         b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
         b64.encode(
-            serde_json::json!({"sub": "2", "iat": t0().timestamp(), "exp": exp.timestamp()})
+            serde_json::json!({"sub": "2", "iat": iat.timestamp(), "exp": exp.timestamp()})
                 .to_string()
         )
     )

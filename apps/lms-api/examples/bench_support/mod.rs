@@ -1,0 +1,32 @@
+//! The data set both benchmark examples run on: the fake DCS serving the sample book plus
+//! copies of it under other names, spread over a handful of publishers.
+
+use std::time::Duration;
+
+use dcs_mock::{MockConfig, MockDcs, NewBook};
+
+/// Publishers the generated books are spread over (the sample book keeps its own publisher).
+pub const GENERATED_PUBLISHERS: usize = 9;
+
+/// Starts the fake DCS with `total_books` published books: the sample book from
+/// `testdata/books` and `total_books - 1` copies of it (same files and activity counts, so the
+/// records have realistic sizes) under their own names, titles and publishers.
+pub async fn start_dcs_with_books(total_books: usize) -> std::io::Result<MockDcs> {
+    let config = MockConfig {
+        // Nothing subscribes to webhooks here; keep any retry short all the same.
+        webhook_retry_delays: vec![Duration::from_millis(10)],
+        ..MockConfig::default()
+    };
+    let sample_dir = config.books_dir.join("FLOWDEMO");
+    let dcs = MockDcs::start(config).await?;
+    let template = NewBook::from_dir(&sample_dir).map_err(std::io::Error::other)?;
+    let existing = dcs.books().len();
+    for number in existing + 1..=total_books {
+        let mut book = template.clone();
+        book.book_name = format!("BENCH{number:03}");
+        book.book_title = Some(format!("Benchmark Reader {number}"));
+        book.publisher = format!("Bench Press {:02}", number % GENERATED_PUBLISHERS + 1);
+        dcs.add_book(book).map_err(std::io::Error::other)?;
+    }
+    Ok(dcs)
+}
