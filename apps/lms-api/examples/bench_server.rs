@@ -63,7 +63,7 @@ async fn baseline_books(req: HttpRequest, bodies: web::Data<BaselineBodies>) -> 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let source = EnvSource::load().map_err(std::io::Error::other)?;
-    lms_api::telemetry::init_tracing(source.get("RUST_LOG").as_deref());
+    let _log_writer = lms_api::telemetry::init_tracing(source.get("RUST_LOG").as_deref());
     actix_web::rt::System::new().block_on(run(args, source))
 }
 

@@ -12,6 +12,7 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
 use crate::auth::JwtKeys;
+use crate::cache_metrics::CacheCollector;
 use crate::db::{self, DbSetupError};
 use crate::error::{
     AllowedMethods, json_error_handler, normalize_error_responses, path_error_handler,
@@ -67,6 +68,10 @@ impl AppState {
             }
         }
         let metrics = HttpMetrics::new();
+        metrics
+            .registry()
+            .register(Box::new(CacheCollector::new(services.cache.clone())))
+            .expect("cache metrics are registered once in a fresh registry");
         let webhooks = WebhookReceiver::new(
             WebhookEvents::new(db.clone()),
             services.catalog.clone(),

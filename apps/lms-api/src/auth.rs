@@ -94,8 +94,10 @@ pub struct Claims {
     pub sub: Uuid,
     /// The user's role.
     pub role: Role,
-    /// Issued at, seconds since the Unix epoch.
-    pub iat: i64,
+    /// Issued at, seconds since the Unix epoch. Always set in tokens this server issues;
+    /// optional when verifying, since the LMS contract requires only `sub`, `role` and `exp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
     /// Expires at, seconds since the Unix epoch.
     pub exp: i64,
 }
@@ -117,11 +119,20 @@ pub enum TokenError {
     Signing,
 }
 
+/// Verified tokens remembered per key set; a client sends its token with every request.
+const VERIFIED_TOKENS_CAPACITY: usize = 4096;
+
 /// Signs and verifies LMS tokens with the HS256 secret `LMS_JWT_SECRET`.
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens that passed full verification, with their claims. A repeated token then costs a
+    /// hash lookup instead of base64, two JSON parses and an HMAC (a tenth of a cached
+    /// catalog request's CPU time). Keyed by the whole token, so a token differing in any byte
+    /// is verified in full; only tokens that passed are kept, and `exp` is checked again on
+    /// every hit, so the answer is the one full verification would give at that moment.
+    verified: quick_cache::sync::Cache<Box<str>, Claims>,
 }
 
 impl fmt::Debug for JwtKeys {
@@ -141,6 +152,7 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
             validation,
+            verified: quick_cache::sync::Cache::new(VERIFIED_TOKENS_CAPACITY),
         }
     }
 
@@ -161,7 +173,7 @@ impl JwtKeys {
         let claims = Claims {
             sub,
             role,
-            iat: issued_at,
+            iat: Some(issued_at),
             exp: issued_at.checked_add(ttl).ok_or(TokenError::Signing)?,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -170,6 +182,19 @@ impl JwtKeys {
 
     /// Checks signature, algorithm and expiry, and returns the claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if let Some(claims) = self.verified.get(token) {
+            return if is_expired(claims.exp, unix_now()) {
+                Err(TokenError::Expired)
+            } else {
+                Ok(claims)
+            };
+        }
+        let claims = self.verify_in_full(token)?;
+        self.verified.insert(token.into(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_in_full(&self, token: &str) -> Result<Claims, TokenError> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|err| match err.kind() {
@@ -180,6 +205,16 @@ impl JwtKeys {
                 _ => TokenError::Malformed,
             })
     }
+}
+
+/// Seconds since the Unix epoch, as `jsonwebtoken` reads the clock.
+fn unix_now() -> i64 {
+    i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX)
+}
+
+/// `jsonwebtoken`'s expiry rule with our leeway: expired once `exp < now - leeway`.
+fn is_expired(exp: i64, now: i64) -> bool {
+    exp < now.saturating_sub(EXP_LEEWAY_SECS as i64)
 }
 
 /// The authenticated caller, extracted from `Authorization: Bearer <token>`.
@@ -323,5 +358,79 @@ impl<P: RolePolicy> FromRequest for RequireRole<P> {
                 policy: PhantomData,
             })
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::from_secret(&"unit-test-secret-unit-test-secret-0123".to_owned().into())
+    }
+
+    #[test]
+    fn expiry_rule_matches_full_verification_either_side_of_the_leeway() {
+        let keys = keys();
+        let leeway = EXP_LEEWAY_SECS as i64;
+        // Five seconds clear of the boundary, so a clock tick during the test changes nothing.
+        for (offset, expired) in [(-leeway - 5, true), (-leeway + 5, false), (600, false)] {
+            let now = unix_now();
+            let token = keys
+                .issue_at(
+                    Uuid::new_v4(),
+                    Role::Teacher,
+                    now + offset - 60,
+                    Duration::from_secs(60),
+                )
+                .expect("token");
+            assert_eq!(
+                keys.verify_in_full(&token) == Err(TokenError::Expired),
+                expired,
+                "offset {offset}"
+            );
+            assert_eq!(is_expired(now + offset, now), expired, "offset {offset}");
+        }
+        assert!(!is_expired(100 - leeway, 100));
+        assert!(is_expired(100 - leeway - 1, 100));
+    }
+
+    #[test]
+    fn a_repeated_token_is_answered_from_memory_and_its_expiry_is_checked_again() {
+        let keys = keys();
+        let sub = Uuid::new_v4();
+        let token = keys
+            .issue(sub, Role::Student, Duration::from_secs(600))
+            .expect("token");
+        let first = keys.verify(&token).expect("valid token");
+        assert_eq!(keys.verified.get(token.as_str()), Some(first.clone()));
+        assert_eq!(keys.verify(&token), Ok(first));
+
+        // A remembered token whose `exp` has passed is refused without a new verification.
+        let mut lapsed = keys.verified.get(token.as_str()).expect("remembered");
+        lapsed.exp = unix_now() - EXP_LEEWAY_SECS as i64 - 1;
+        keys.verified.insert(token.as_str().into(), lapsed);
+        assert_eq!(keys.verify(&token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn only_tokens_that_pass_are_remembered_and_a_changed_byte_is_verified_in_full() {
+        let keys = keys();
+        let token = keys
+            .issue(Uuid::new_v4(), Role::Admin, Duration::from_secs(600))
+            .expect("token");
+        keys.verify(&token).expect("valid token");
+
+        // The first signature character carries six real bits (the last one has padding bits).
+        let (body, signature) = token.rsplit_once('.').expect("three parts");
+        let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+        let tampered = format!("{body}.{flipped}{}", &signature[1..]);
+        assert_eq!(keys.verify(&tampered), Err(TokenError::BadSignature));
+        assert_eq!(keys.verify("not.a.token"), Err(TokenError::Malformed));
+        assert_eq!(keys.verified.len(), 1);
+
+        let other_keys =
+            JwtKeys::from_secret(&"another-secret-another-secret-012345".to_owned().into());
+        assert_eq!(other_keys.verify(&token), Err(TokenError::BadSignature));
     }
 }

@@ -82,23 +82,26 @@ pub fn run() -> ExitCode {
         Ok(source) => source,
         Err(err) => return fail(&err),
     };
-    telemetry::init_tracing(source.get("RUST_LOG").as_deref());
-    let settings = match Settings::from_lookup(|name| source.get(name)) {
-        Ok(settings) => settings,
-        Err(err) => return fail(&err),
-    };
-
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => exit_with(actix_web::rt::System::new().block_on(serve(settings))),
-        Command::Migrate => exit_with(actix_web::rt::System::new().block_on(migrate(settings))),
-        Command::Token(args) => exit_with(token(&settings, &args)),
+    let log_writer = telemetry::init_tracing(source.get("RUST_LOG").as_deref());
+    let outcome = run_command(cli, &source);
+    // Log lines still queued go out before the final error message.
+    drop(log_writer);
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
     }
 }
 
-fn exit_with<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(&err),
+fn run_command(cli: Cli, source: &EnvSource) -> Result<(), String> {
+    let settings = Settings::from_lookup(|name| source.get(name)).map_err(|e| e.to_string())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => actix_web::rt::System::new()
+            .block_on(serve(settings))
+            .map_err(|e| e.to_string()),
+        Command::Migrate => actix_web::rt::System::new()
+            .block_on(migrate(settings))
+            .map_err(|e| e.to_string()),
+        Command::Token(args) => token(&settings, &args).map_err(|e| e.to_string()),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod auth;
 pub mod background;
+pub mod cache_metrics;
 pub mod cli;
 pub mod clock;
 pub mod db;

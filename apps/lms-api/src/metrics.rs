@@ -18,6 +18,10 @@ use prometheus::{
 /// Route label for requests that matched no route (404s for arbitrary paths).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
+/// Method label for methods outside the standard set: HTTP allows any token as a method, and
+/// each distinct label value would be a new time series.
+pub const OTHER_METHOD: &str = "OTHER";
+
 /// Latency buckets in seconds: sub-millisecond cache hits up to slow upstream calls.
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -81,10 +85,11 @@ impl HttpMetrics {
         }
     }
 
-    /// Records one finished request.
+    /// Records one finished request. Methods outside the standard set are recorded as
+    /// [`OTHER_METHOD`].
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let status = status.to_string();
-        let labels = [method, route, status.as_str()];
+        let labels = [method_label(method), route, status.as_str()];
         self.inner.requests.with_label_values(&labels).inc();
         self.inner
             .latency
@@ -102,6 +107,18 @@ impl HttpMetrics {
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.inner.registry.gather(), &mut buffer)?;
         String::from_utf8(buffer).map_err(|err| prometheus::Error::Msg(err.to_string()))
+    }
+}
+
+/// The method as a label value: one of the standard methods, else [`OTHER_METHOD`].
+fn method_label(method: &str) -> &str {
+    const STANDARD: &[&str] = &[
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    if STANDARD.contains(&method) {
+        method
+    } else {
+        OTHER_METHOD
     }
 }
 

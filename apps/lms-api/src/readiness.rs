@@ -1,7 +1,11 @@
 //! Readiness: named dependency checks run concurrently for `GET /ready`.
 //!
-//! Each dependency (database now; DCS, object storage and Redis as they are wired) is one
-//! [`ReadinessCheck`]. The report lists every check; any failure makes the whole answer 503.
+//! Each dependency (database, DCS, and Redis when configured) is one [`ReadinessCheck`]. The
+//! report lists every check. A failing *required* check (the database) makes the answer 503, so
+//! the orchestrator takes the instance out of rotation. A failing *optional* check (DCS, Redis)
+//! makes it 200 with `"status": "degraded"`: those are shared by every instance and the server
+//! keeps serving without them (cached content marked `X-Cache: STALE`, the local cache tier), so
+//! pulling every instance out of rotation would turn a degraded service into an outage.
 //! Failure messages are short fixed phrases: the full error goes to the log, since `/ready` is
 //! unauthenticated.
 
@@ -16,14 +20,23 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// How long one check may take before it counts as failed.
-pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one check may take before it counts as failed. Checks run concurrently, so this
+/// bounds `/ready` too; it stays under the 1 s probe timeout orchestrators use by default
+/// (Kubernetes), or a slow dependency would fail the probe itself, whatever the body says. The
+/// DCS client retries a refused connection with backoff, so with DCS down its check ends here.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// One dependency the server needs in order to serve traffic.
 #[async_trait]
 pub trait ReadinessCheck: Send + Sync + Debug {
     /// Key in the report, e.g. `database`.
     fn name(&self) -> &'static str;
+
+    /// Whether the instance cannot serve without this dependency. A failing required check
+    /// makes `/ready` 503; a failing optional one only marks the answer `degraded`.
+    fn required(&self) -> bool {
+        true
+    }
 
     /// `Err` carries a short message that is safe to show publicly.
     async fn check(&self) -> Result<(), String>;
@@ -61,7 +74,8 @@ impl ReadinessCheck for DatabaseCheck {
 }
 
 /// DCS answers `GET /health` (no credentials involved, so a bad password does not make every
-/// instance unready; login problems show up as request errors instead).
+/// instance unready; login problems show up as request errors instead). Optional: with DCS down
+/// the catalog still serves what it has cached.
 #[derive(Clone)]
 pub struct DcsCheck {
     dcs: Arc<dyn dcs_client::DcsApi>,
@@ -86,6 +100,10 @@ impl ReadinessCheck for DcsCheck {
         "dcs"
     }
 
+    fn required(&self) -> bool {
+        false
+    }
+
     async fn check(&self) -> Result<(), String> {
         self.dcs.health().await.map(|_| ()).map_err(|err| {
             tracing::warn!(error = %err, code = err.code(), "readiness: DCS check failed");
@@ -94,7 +112,8 @@ impl ReadinessCheck for DcsCheck {
     }
 }
 
-/// Redis answers `PING` (only when `REDIS_URL` is set).
+/// Redis answers `PING` (only when `REDIS_URL` is set). Optional: without Redis the cache falls
+/// back to its local tier.
 #[derive(Clone)]
 pub struct RedisCheck {
     client: redis::Client,
@@ -121,6 +140,10 @@ impl ReadinessCheck for RedisCheck {
         "redis"
     }
 
+    fn required(&self) -> bool {
+        false
+    }
+
     async fn check(&self) -> Result<(), String> {
         let ping = async {
             let mut conn = self.client.get_multiplexed_async_connection().await?;
@@ -139,7 +162,9 @@ impl ReadinessCheck for RedisCheck {
 pub enum ReadyStatus {
     /// Every check passed.
     Ok,
-    /// At least one check failed.
+    /// Every required check passed, at least one optional check failed (still served: 200).
+    Degraded,
+    /// At least one required check failed (503).
     Unavailable,
 }
 
@@ -148,6 +173,8 @@ pub enum ReadyStatus {
 pub struct CheckReport {
     /// Whether the dependency answered in time.
     pub ok: bool,
+    /// Whether a failure of this check makes the instance unready (otherwise: degraded).
+    pub required: bool,
     /// How long the check took, in milliseconds.
     pub latency_ms: f64,
     /// Why it failed.
@@ -158,7 +185,8 @@ pub struct CheckReport {
 /// Body of `GET /ready`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReadinessReport {
-    /// `ok` when every check passed.
+    /// `ok` when every check passed, `degraded` when only optional ones failed, `unavailable`
+    /// when a required one failed.
     pub status: ReadyStatus,
     /// Each check by name.
     pub checks: BTreeMap<String, CheckReport>,
@@ -198,6 +226,7 @@ impl Readiness {
             let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
             let report = CheckReport {
                 ok: outcome.is_ok(),
+                required: check.required(),
                 latency_ms,
                 error: outcome.err(),
             };
@@ -205,14 +234,84 @@ impl Readiness {
         }))
         .await;
 
-        let status = if results.iter().all(|(_, report)| report.ok) {
-            ReadyStatus::Ok
-        } else {
+        let failing = |required: bool| {
+            results
+                .iter()
+                .any(|(_, report)| !report.ok && report.required == required)
+        };
+        let status = if failing(true) {
             ReadyStatus::Unavailable
+        } else if failing(false) {
+            ReadyStatus::Degraded
+        } else {
+            ReadyStatus::Ok
         };
         ReadinessReport {
             status,
             checks: results.into_iter().collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fixed {
+        name: &'static str,
+        required: bool,
+        healthy: bool,
+    }
+
+    #[async_trait]
+    impl ReadinessCheck for Fixed {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn required(&self) -> bool {
+            self.required
+        }
+
+        async fn check(&self) -> Result<(), String> {
+            if self.healthy {
+                Ok(())
+            } else {
+                Err("down".to_owned())
+            }
+        }
+    }
+
+    fn readiness(database_up: bool, dcs_up: bool) -> Readiness {
+        Readiness::new(Duration::from_secs(1))
+            .with_check(Arc::new(Fixed {
+                name: "database",
+                required: true,
+                healthy: database_up,
+            }))
+            .with_check(Arc::new(Fixed {
+                name: "dcs",
+                required: false,
+                healthy: dcs_up,
+            }))
+    }
+
+    #[tokio::test]
+    async fn only_a_failing_required_check_makes_the_instance_unavailable() {
+        assert_eq!(readiness(true, true).run().await.status, ReadyStatus::Ok);
+        let degraded = readiness(true, false).run().await;
+        assert_eq!(degraded.status, ReadyStatus::Degraded);
+        assert!(!degraded.checks["dcs"].ok);
+        assert!(!degraded.checks["dcs"].required);
+        assert_eq!(degraded.checks["dcs"].error.as_deref(), Some("down"));
+        assert_eq!(
+            readiness(false, true).run().await.status,
+            ReadyStatus::Unavailable
+        );
+        assert_eq!(
+            readiness(false, false).run().await.status,
+            ReadyStatus::Unavailable
+        );
     }
 }

@@ -50,7 +50,9 @@ pub fn dcs_config(settings: &Settings) -> DcsConfig {
 /// The cache configuration the settings describe.
 pub fn cache_config(settings: &Settings) -> CacheConfig {
     CacheConfig {
+        capacity_bytes: settings.cache.max_bytes,
         default_ttl: settings.cache.default_ttl,
+        max_staleness: settings.cache.max_staleness,
         ..CacheConfig::default()
     }
 }

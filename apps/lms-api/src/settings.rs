@@ -276,6 +276,12 @@ pub struct CacheSettings {
     pub logo_ttl: Duration,
     /// `DCS_CACHE_WARMUP_ENABLED`: prefetch publishers at start.
     pub warmup_enabled: bool,
+    /// `DCS_CACHE_MAX_BYTES`: weight bound of the in-process cache tier (keys, values and a
+    /// fixed per-entry overhead).
+    pub max_bytes: u64,
+    /// `DCS_CACHE_MAX_STALENESS`: how long after expiry a cached value is still served when
+    /// DCS fails.
+    pub max_staleness: Duration,
 }
 
 /// Object storage.
@@ -444,6 +450,8 @@ impl Settings {
             config_ttl: env.seconds("DCS_CACHE_CONFIG_TTL", 1800),
             logo_ttl: env.seconds("DCS_CACHE_LOGO_TTL", 3600),
             warmup_enabled: env.boolean("DCS_CACHE_WARMUP_ENABLED", false),
+            max_bytes: env.positive("DCS_CACHE_MAX_BYTES", 64 * 1024 * 1024),
+            max_staleness: env.seconds("DCS_CACHE_MAX_STALENESS", 3600),
         };
 
         let storage = Self::read_storage(env);

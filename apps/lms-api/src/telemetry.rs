@@ -4,7 +4,7 @@
 //! request id. Headers (so `Authorization`) and query strings (which may carry signatures or
 //! tokens) are never logged.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -12,6 +12,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use crate::metrics::UNMATCHED_ROUTE;
@@ -31,16 +32,35 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Installs the global subscriber writing to stderr (stdout stays free for command output such
 /// as `lms-api token`). `filter` uses `RUST_LOG` syntax; `None` means [`DEFAULT_LOG_FILTER`].
-/// A second call is a no-op.
-pub fn init_tracing(filter: Option<&str>) {
+/// A second call installs nothing.
+///
+/// Lines are formatted on the calling thread and written by a dedicated thread through a
+/// buffer, so a request never waits on a `write` to stderr and a burst of lines leaves in a few
+/// large writes instead of one per line. No line is dropped: when the queue is full, callers
+/// wait. Keep the returned guard until exit: dropping it writes out what is still queued.
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init_tracing(filter: Option<&str>) -> WorkerGuard {
     let filter = filter
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(BufWriter::new(std::io::stderr()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+    guard
+}
+
+/// A fresh request id (a random UUID). Not a secret, only a correlation id: the thread-local
+/// fast generator is enough, and it spares a `getrandom` system call per request.
+fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
+        .into_uuid()
+        .to_string()
 }
 
 /// Middleware body: assigns a request id, runs the request inside a span carrying it, logs the
@@ -56,7 +76,7 @@ pub async fn log_requests(
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_acceptable_request_id(id))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(new_request_id);
     let method = req.method().clone();
     let span = tracing::info_span!("request", %method, request_id = %request_id);
 
@@ -118,4 +138,21 @@ fn is_acceptable_request_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_request_ids_are_distinct_v4_uuids_that_pass_our_own_filter() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+            assert!(is_acceptable_request_id(id));
+        }
+    }
 }

@@ -72,25 +72,35 @@ impl Default for ReceiverTiming {
     }
 }
 
-/// What a delivery was acknowledged as.
+/// `status` of every `200` answer: the delivery was accepted (fixed by the interface).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AckStatus {
-    /// A known event: its invalidation was applied.
+    /// Accepted; see [`Receipt::outcome`] for what was done.
     Received,
-    /// An event type the LMS does not act on.
+}
+
+/// What an accepted delivery led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AckOutcome {
+    /// A known event: its invalidation was applied.
+    Processed,
+    /// An event type the LMS does not act on (logged `ignored`).
     Ignored,
 }
 
 /// The `200` answer to a delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Receipt {
-    /// `received` or `ignored`.
+    /// Always `received`.
     pub status: AckStatus,
     /// Id of the delivery's row in `webhook_event_logs`; the same for every retry of the same
     /// bytes.
     #[schema(value_type = String, format = Uuid)]
     pub event_id: Uuid,
+    /// `processed` or `ignored` (for a duplicate: what the first delivery led to).
+    pub outcome: AckOutcome,
     /// `true` when these bytes had already been handled and nothing was done this time.
     pub duplicate: bool,
 }
@@ -164,7 +174,13 @@ impl From<ReceiveError> for ApiError {
                 ApiError::bad_request("bad_request", "Could not read the request body")
             }
             ReceiveError::Malformed { event_id, error } => {
-                ApiError::bad_request(error.code(), format!("Malformed webhook body: {error}"))
+                let detail = match &error {
+                    WebhookError::MalformedBody(reason) => {
+                        format!("Malformed webhook body: {reason}")
+                    }
+                    other => other.to_string(),
+                };
+                ApiError::bad_request(error.code(), detail)
                     .with_field("event_id", event_id.to_string())
             }
             ReceiveError::InvalidationIncomplete { event_id, source } => {
@@ -405,11 +421,12 @@ impl WebhookReceiver {
                     "duplicate webhook delivery acknowledged"
                 );
                 Ok(Receipt {
-                    status: match record.status {
-                        WebhookEventStatus::Ignored => AckStatus::Ignored,
-                        _ => AckStatus::Received,
-                    },
+                    status: AckStatus::Received,
                     event_id: record.id,
+                    outcome: match record.status {
+                        WebhookEventStatus::Ignored => AckOutcome::Ignored,
+                        _ => AckOutcome::Processed,
+                    },
                     duplicate: true,
                 })
             }
@@ -500,8 +517,9 @@ impl WebhookReceiver {
                 "webhook event type not handled; ignored"
             );
             return Ok(Receipt {
-                status: AckStatus::Ignored,
+                status: AckStatus::Received,
                 event_id: record.id,
+                outcome: AckOutcome::Ignored,
                 duplicate: false,
             });
         }
@@ -520,6 +538,7 @@ impl WebhookReceiver {
                 Ok(Receipt {
                     status: AckStatus::Received,
                     event_id: record.id,
+                    outcome: AckOutcome::Processed,
                     duplicate: false,
                 })
             }

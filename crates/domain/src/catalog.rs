@@ -463,30 +463,35 @@ impl Catalog {
             changed: 0,
         };
         let mut plan = Vec::new();
-        if let Some(previous) = previous {
-            let changed: Vec<i64> = previous
-                .iter()
-                .filter(|(id, at)| current.get(id) != Some(at))
-                .map(|(id, _)| *id)
-                .chain(
-                    current
-                        .keys()
-                        .filter(|id| !previous.contains_key(id))
-                        .copied(),
-                )
-                .collect();
-            report.changed = changed.len();
-            if !changed.is_empty() {
-                plan.extend(
-                    changed
-                        .iter()
-                        .map(|id| Invalidation::Prefix(keys::publisher(*id))),
-                );
-                // Books carry publisher names; a rename or removal changes them.
-                plan.push(Invalidation::Prefix(keys::BOOKS.to_owned()));
+        match previous {
+            // First successful re-sync (DCS may have been down at start): nothing says what
+            // changed before it, so every publisher entry is dropped once.
+            None => plan.push(Invalidation::Prefix(keys::PUBLISHERS.to_owned())),
+            Some(previous) => {
+                let changed: Vec<i64> = previous
+                    .iter()
+                    .filter(|(id, at)| current.get(id) != Some(at))
+                    .map(|(id, _)| *id)
+                    .chain(
+                        current
+                            .keys()
+                            .filter(|id| !previous.contains_key(id))
+                            .copied(),
+                    )
+                    .collect();
+                report.changed = changed.len();
+                if !changed.is_empty() {
+                    plan.extend(
+                        changed
+                            .iter()
+                            .map(|id| Invalidation::Prefix(keys::publisher(*id))),
+                    );
+                    // Books carry publisher names; a rename or removal changes them.
+                    plan.push(Invalidation::Prefix(keys::BOOKS.to_owned()));
+                }
+                plan.push(Invalidation::Prefix(keys::PUBLISHER_LISTS.to_owned()));
             }
         }
-        plan.push(Invalidation::Prefix(keys::PUBLISHER_LISTS.to_owned()));
         if let Err(e) = self.invalidate(&plan).await {
             tracing::warn!(error = %e, "publisher re-sync: invalidation incomplete");
         }

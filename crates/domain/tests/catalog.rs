@@ -336,6 +336,34 @@ async fn publisher_resync_catches_changes_without_webhooks() {
 }
 
 #[tokio::test]
+async fn the_first_resync_drops_publisher_entries_cached_before_it() {
+    let s = setup().await;
+    // Cached before any re-sync succeeded (say DCS was down when the server started).
+    s.catalog.publisher(1).await.unwrap();
+    s.dcs
+        .update_publisher(
+            1,
+            PublisherUpdate {
+                display_name: Some("Renamed while unobserved".into()),
+                ..PublisherUpdate::default()
+            },
+        )
+        .unwrap();
+
+    let first = s.catalog.resync_publishers().await.unwrap();
+
+    assert_eq!(first.changed, 0, "nothing to compare with yet");
+    let one = s.catalog.publisher(1).await.unwrap();
+    assert_eq!(one.freshness, Freshness::Miss);
+    assert_eq!(json(&one.value)["display_name"], "Renamed while unobserved");
+    assert_eq!(
+        s.catalog.publishers().await.unwrap().freshness,
+        Freshness::Fresh,
+        "the re-sync stored the list it read"
+    );
+}
+
+#[tokio::test]
 async fn dcs_down_serves_stale_copies_and_503_for_what_was_never_cached() {
     let s = setup().await;
     s.catalog.publishers().await.unwrap();

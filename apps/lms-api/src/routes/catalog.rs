@@ -70,19 +70,23 @@ fn mime_json() -> HeaderValue {
     HeaderValue::from_static("application/json")
 }
 
-/// Whether an `If-None-Match` header matches `etag` (weak comparison, `*` matches).
+/// Whether the request's `If-None-Match` matches `etag`: any entry of a list, weak comparison
+/// (`W/"x"` matches `"x"`), and `*` matches anything (RFC 9110 §13.1.2).
 fn if_none_match_hits(req: &HttpRequest, etag: &str) -> bool {
-    let Some(value) = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    value
-        .split(',')
-        .any(|candidate| candidate.trim() == "*" || bare(candidate) == bare(etag))
+    let weak = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    let etag = weak(etag);
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|candidate| candidate.trim() == "*" || weak(candidate) == etag)
+}
+
+/// `Cache-Control` of images served behind bearer auth: `private`, so no shared cache keeps a
+/// copy for other users (DCS's own `public, immutable` must not be passed on), with a lifetime
+/// after which the client revalidates with its ETag.
+fn private_max_age(max_age: std::time::Duration) -> String {
+    format!("private, max-age={}", max_age.as_secs())
 }
 
 /// Active publishers.
@@ -145,8 +149,7 @@ pub async fn publisher_logo(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let logo = state.services.catalog.publisher_logo(*id).await?;
-    let max_age = state.services.catalog.ttls().logos.as_secs();
-    let cache_control = format!("private, max-age={max_age}");
+    let cache_control = private_max_age(state.services.catalog.ttls().logos);
     let not_modified = if_none_match_hits(&req, &logo.value.etag);
     let mut response = if not_modified {
         HttpResponse::NotModified()
@@ -231,7 +234,7 @@ pub async fn get_book(
     Ok(json(state.services.catalog.book(*id).await?))
 }
 
-/// The book's cover, streamed from DCS (`ETag` and `If-None-Match` passed through).
+/// The book's cover, streamed from DCS (`ETag` and `If-None-Match` supported).
 #[utoipa::path(
     tag = "catalog",
     security(("bearer" = [])),
@@ -260,20 +263,28 @@ pub async fn book_cover(
         .catalog
         .book_cover(*id, if_none_match)
         .await?;
-    let cache_control =
-        |value: Option<String>| value.unwrap_or_else(|| "private, max-age=86400".to_owned());
+    // A cover changes only with its book (re-upload), and a book is cached that long.
+    let cache_control = private_max_age(state.services.catalog.ttls().books);
+    let not_modified = |etag: Option<String>| {
+        let mut response = HttpResponse::NotModified();
+        if let Some(etag) = etag {
+            response.insert_header((header::ETAG, etag));
+        }
+        response
+            .insert_header((header::CACHE_CONTROL, cache_control.clone()))
+            .finish()
+    };
     match cover {
-        Conditional::NotModified {
-            etag,
-            cache_control: cc,
-        } => {
-            let mut response = HttpResponse::NotModified();
-            if let Some(etag) = etag {
-                response.insert_header((header::ETAG, etag));
-            }
-            Ok(response
-                .insert_header((header::CACHE_CONTROL, cache_control(cc)))
-                .finish())
+        Conditional::NotModified { etag, .. } => Ok(not_modified(etag)),
+        // DCS compares `If-None-Match` as one exact string; a list or a weak tag that matches
+        // its ETag still means the client's copy is current.
+        Conditional::Modified(download)
+            if download
+                .etag
+                .as_deref()
+                .is_some_and(|etag| if_none_match_hits(&req, etag)) =>
+        {
+            Ok(not_modified(download.etag.clone()))
         }
         Conditional::Modified(download) => {
             let mut response = HttpResponse::Ok();
@@ -290,7 +301,7 @@ pub async fn book_cover(
             if let Some(length) = download.content_length {
                 response.no_chunking(length);
             }
-            response.insert_header((header::CACHE_CONTROL, cache_control(download.cache_control)));
+            response.insert_header((header::CACHE_CONTROL, cache_control));
             let body = download
                 .body
                 .map_err(|e| actix_web::error::ErrorBadGateway(e.to_string()));
@@ -360,4 +371,42 @@ pub struct BookPageDoc {
     total: u64,
     skip: u64,
     limit: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn request(if_none_match: &[&str]) -> HttpRequest {
+        if_none_match
+            .iter()
+            .fold(TestRequest::get(), |request, value| {
+                request.append_header((header::IF_NONE_MATCH, *value))
+            })
+            .to_http_request()
+    }
+
+    #[test]
+    fn if_none_match_accepts_lists_weak_tags_and_star() {
+        let etag = "\"f4acf267\"";
+        assert!(!if_none_match_hits(&request(&[]), etag));
+        assert!(if_none_match_hits(&request(&["\"f4acf267\""]), etag));
+        assert!(if_none_match_hits(&request(&["W/\"f4acf267\""]), etag));
+        assert!(if_none_match_hits(
+            &request(&["\"a\", W/\"f4acf267\""]),
+            etag
+        ));
+        assert!(if_none_match_hits(
+            &request(&["\"a\"", "\"f4acf267\""]),
+            etag
+        ));
+        assert!(if_none_match_hits(&request(&["*"]), etag));
+        assert!(!if_none_match_hits(
+            &request(&["\"x\""]),
+            &format!("W/{etag}")
+        ));
+        assert!(!if_none_match_hits(&request(&["\"f4acf26\""]), etag));
+        assert!(!if_none_match_hits(&request(&["\"a\", \"b\""]), etag));
+    }
 }

@@ -35,19 +35,21 @@ pub async fn health() -> web::Json<HealthBody> {
     })
 }
 
-/// Readiness: every dependency check passed. 503 (with the same body) when any failed.
+/// Readiness. 200 `ok` when every check passed; 200 `degraded` when only optional dependencies
+/// (DCS, Redis) fail, since cached content is still served; 503 `unavailable` (same body) when a
+/// required one (the database) fails.
 #[utoipa::path(
     tag = "system",
     responses(
-        (status = 200, description = "Ready to serve traffic", body = ReadinessReport),
-        (status = 503, description = "A dependency is failing; see `checks`", body = ReadinessReport),
+        (status = 200, description = "Ready to serve traffic (`ok`, or `degraded` with an optional dependency failing; see `checks`)", body = ReadinessReport),
+        (status = 503, description = "A required dependency is failing; see `checks`", body = ReadinessReport),
     )
 )]
 #[get("/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let report = state.readiness.run().await;
     let status = match report.status {
-        ReadyStatus::Ok => StatusCode::OK,
+        ReadyStatus::Ok | ReadyStatus::Degraded => StatusCode::OK,
         ReadyStatus::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     };
     HttpResponse::build(status)

@@ -55,7 +55,7 @@ pub struct DcsWebhookDelivery {
     ),
     responses(
         (status = 200, description = "Processed, ignored (unknown event type) or a duplicate", body = Receipt,
-         example = json!({"status": "received", "event_id": "0193a5c2-7c1e-7d3a-9f5e-2b1c0d4e5f60", "duplicate": false})),
+         example = json!({"status": "received", "event_id": "0193a5c2-7c1e-7d3a-9f5e-2b1c0d4e5f60", "outcome": "processed", "duplicate": false})),
         (status = 400, description = "Correctly signed but not a delivery (`webhook_body_malformed`)", body = ErrorBody),
         (status = 401, description = "Signature missing (`webhook_signature_missing`) or wrong (`webhook_signature_invalid`)", body = ErrorBody),
         (status = 413, description = "Body larger than 1 MiB (`payload_too_large`)", body = ErrorBody),

@@ -145,6 +145,34 @@ async fn token_signed_with_another_secret_is_401() {
 }
 
 #[actix_web::test]
+async fn token_with_only_sub_role_and_exp_is_accepted() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let (_db, app) = test_app!();
+    let sub = Uuid::new_v4();
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &serde_json::json!({
+            "sub": sub.to_string(),
+            "role": "student",
+            "exp": chrono::Utc::now().timestamp() + 300,
+        }),
+        &EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+
+    let response = actix_test::call_service(
+        &app,
+        get("/api/v1/auth/me", Some(&format!("Bearer {token}"))).to_request(),
+    )
+    .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await;
+    assert_eq!(body["sub"], sub.to_string());
+    assert_eq!(body["role"], "student");
+}
+
+#[actix_web::test]
 async fn token_with_another_algorithm_or_bad_claims_is_401() {
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     let (_db, app) = test_app!();

@@ -199,26 +199,43 @@ async fn logo_and_cover_support_etags(db: TestDatabase) {
     let f = fixture(&db).await;
     let app = actix_test::init_service(create_app(f.state.clone())).await;
 
-    for uri in ["/api/v1/publishers/1/logo", "/api/v1/books/1/cover"] {
+    // Behind bearer auth: private (DCS's `public, immutable` is not passed on), for the logo
+    // TTL and the book TTL respectively.
+    for (uri, cache_control) in [
+        ("/api/v1/publishers/1/logo", "private, max-age=3600"),
+        ("/api/v1/books/1/cover", "private, max-age=600"),
+    ] {
         let response = actix_test::call_service(&app, get(uri, Role::Teacher).to_request()).await;
         assert_eq!(response.status(), StatusCode::OK, "{uri}");
         assert_eq!(header(&response, "content-type"), "image/png", "{uri}");
         let etag = header(&response, "etag");
         assert!(etag.starts_with('"'), "{uri}: {etag}");
-        assert!(!header(&response, "cache-control").is_empty());
+        assert_eq!(header(&response, "cache-control"), cache_control, "{uri}");
         let bytes = actix_test::read_body(response).await;
         assert!(bytes.starts_with(b"\x89PNG"), "{uri}");
 
-        let response = actix_test::call_service(
-            &app,
-            get(uri, Role::Teacher)
-                .insert_header(("If-None-Match", etag.clone()))
-                .to_request(),
-        )
-        .await;
-        assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{uri}");
-        assert_eq!(header(&response, "etag"), etag);
-        assert!(actix_test::read_body(response).await.is_empty());
+        for if_none_match in [
+            etag.clone(),
+            format!("W/{etag}"),
+            format!("\"stale-copy\", {etag}"),
+            "*".to_owned(),
+        ] {
+            let response = actix_test::call_service(
+                &app,
+                get(uri, Role::Teacher)
+                    .insert_header(("If-None-Match", if_none_match.clone()))
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(
+                response.status(),
+                StatusCode::NOT_MODIFIED,
+                "{uri} If-None-Match: {if_none_match}"
+            );
+            assert_eq!(header(&response, "etag"), etag);
+            assert_eq!(header(&response, "cache-control"), cache_control, "{uri}");
+            assert!(actix_test::read_body(response).await.is_empty());
+        }
 
         let response = actix_test::call_service(
             &app,
@@ -347,14 +364,18 @@ async fn dcs_down_serves_stale_then_503_with_retry_after(db: TestDatabase) {
         assert_eq!(body["code"], "content_storage_unavailable");
     }
 
-    // /ready says DCS is down.
+    // /ready says DCS is down, but keeps the instance in rotation: it still serves the cache.
     let response = actix_test::call_service(
         &app,
         actix_test::TestRequest::get().uri("/ready").to_request(),
     )
     .await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(json_body(response).await["checks"]["dcs"]["ok"], false);
+    assert_eq!(response.status(), StatusCode::OK);
+    let readiness = json_body(response).await;
+    assert_eq!(readiness["status"], "degraded", "{readiness}");
+    assert_eq!(readiness["checks"]["dcs"]["ok"], false);
+    assert_eq!(readiness["checks"]["dcs"]["required"], false);
+    assert_eq!(readiness["checks"]["database"]["ok"], true);
 
     // DCS back.
     f.dcs.clear_faults();
@@ -377,7 +398,7 @@ async fn open_breaker_answers_in_microseconds_not_timeouts(db: TestDatabase) {
     let state = lms_api::AppState::with_services(settings, db.db.clone(), services);
     let app = actix_test::init_service(create_app(state)).await;
 
-    // Every request to DCS hangs longer than any sane timeout would allow.
+    // DCS fails every request; three failures open the breaker.
     dcs.inject("* /", Fault::Status(502), None);
     for id in 1..=3 {
         let response = actix_test::call_service(
@@ -435,3 +456,59 @@ async fn dcs_process_gone_serves_stale_and_503(db: TestDatabase) {
     );
 }
 on_both_databases!(dcs_process_gone_serves_stale_and_503);
+
+async fn dcs_rate_limit_is_503_with_its_retry_after(db: TestDatabase) {
+    let f = fixture(&db).await;
+    let app = actix_test::init_service(create_app(f.state.clone())).await;
+    // Longer than the client waits out by itself, so the 429 reaches the catalog.
+    f.dcs.inject(
+        "GET /books/",
+        Fault::TooManyRequests {
+            retry_after: "120".into(),
+        },
+        None,
+    );
+
+    let response =
+        actix_test::call_service(&app, get("/api/v1/books/1", Role::Teacher).to_request()).await;
+
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&response, "retry-after"), "120");
+    let body = json_body(response).await;
+    assert_eq!(body["code"], "content_storage_unavailable");
+    assert_eq!(
+        body["detail"],
+        "Content storage temporarily unavailable. Please try again."
+    );
+}
+on_both_databases!(dcs_rate_limit_is_503_with_its_retry_after);
+
+async fn refused_dcs_credentials_are_a_clear_502_not_a_500(db: TestDatabase) {
+    let dcs = MockDcs::start(MockConfig::default()).await.unwrap();
+    let mut settings = db.settings();
+    settings.dcs.url = dcs.base_url().parse().unwrap();
+    let wrong_password = "not-the-dcs-password";
+    let client = dcs_client::DcsClient::new(dcs_client::DcsConfig::new(
+        dcs.base_url(),
+        dcs_client::Credentials::password("admin@admin.com", wrong_password),
+    ))
+    .unwrap();
+    let services = lms_api::services::Services::new(
+        &settings,
+        Arc::new(client),
+        Cache::new(CacheConfig::default()),
+    );
+    let state = lms_api::AppState::with_services(settings, db.db.clone(), services);
+    let app = actix_test::init_service(create_app(state)).await;
+
+    for uri in ["/api/v1/publishers", "/api/v1/books/1"] {
+        let response = actix_test::call_service(&app, get(uri, Role::Teacher).to_request()).await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{uri}");
+        let text = String::from_utf8(actix_test::read_body(response).await.to_vec()).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["code"], "content_storage_error", "{uri}");
+        assert_eq!(body["upstream_code"], "dcs_auth_failed", "{uri}");
+        assert!(!text.contains(wrong_password), "{text}");
+    }
+}
+on_both_databases!(refused_dcs_credentials_are_a_clear_502_not_a_500);

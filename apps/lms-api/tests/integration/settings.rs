@@ -75,6 +75,25 @@ fn defaults_match_the_interface_table() {
     assert_eq!(settings.cache.config_ttl, Duration::from_secs(1800));
     assert_eq!(settings.cache.logo_ttl, Duration::from_secs(3600));
     assert!(!settings.cache.warmup_enabled);
+    assert_eq!(settings.cache.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(settings.cache.max_staleness, Duration::from_secs(3600));
+    let cache = lms_api::services::cache_config(&settings);
+    assert_eq!(cache.capacity_bytes, 64 * 1024 * 1024);
+    assert_eq!(cache.max_staleness, Duration::from_secs(3600));
+    assert_eq!(cache.default_ttl, Duration::from_secs(300));
+    // The catalog's defaults are the interface's: publishers 600, books 600, config 1800,
+    // logos 3600 seconds.
+    let ttls = lms_api::services::catalog_ttls(&settings);
+    assert_eq!(ttls, domain::catalog::CatalogTtls::default());
+    assert_eq!(
+        (ttls.publishers, ttls.books, ttls.config, ttls.logos),
+        (
+            Duration::from_secs(600),
+            Duration::from_secs(600),
+            Duration::from_secs(1800),
+            Duration::from_secs(3600)
+        )
+    );
     assert_eq!(settings.storage.backend, StorageBackend::Fs);
     assert!(settings.storage.endpoint.is_none());
     assert!(settings.storage.external_url.is_none());
@@ -112,6 +131,8 @@ fn every_variable_can_be_overridden() {
         ("DCS_CACHE_CONFIG_TTL", "4"),
         ("DCS_CACHE_LOGO_TTL", "5"),
         ("DCS_CACHE_WARMUP_ENABLED", "true"),
+        ("DCS_CACHE_MAX_BYTES", "1048576"),
+        ("DCS_CACHE_MAX_STALENESS", "120"),
         ("STORAGE_BACKEND", "s3"),
         ("MINIO_ENDPOINT", "http://minio:9000"),
         ("MINIO_ACCESS_KEY", "access"),
@@ -161,6 +182,22 @@ fn every_variable_can_be_overridden() {
     assert_eq!(settings.cache.config_ttl, Duration::from_secs(4));
     assert_eq!(settings.cache.logo_ttl, Duration::from_secs(5));
     assert!(settings.cache.warmup_enabled);
+    assert_eq!(settings.cache.max_bytes, 1_048_576);
+    assert_eq!(settings.cache.max_staleness, Duration::from_secs(120));
+    let cache = lms_api::services::cache_config(&settings);
+    assert_eq!(cache.capacity_bytes, 1_048_576);
+    assert_eq!(cache.max_staleness, Duration::from_secs(120));
+    assert_eq!(cache.default_ttl, Duration::from_secs(1));
+    let ttls = lms_api::services::catalog_ttls(&settings);
+    assert_eq!(
+        (ttls.publishers, ttls.books, ttls.config, ttls.logos),
+        (
+            Duration::from_secs(2),
+            Duration::from_secs(3),
+            Duration::from_secs(4),
+            Duration::from_secs(5)
+        )
+    );
     assert_eq!(settings.storage.backend, StorageBackend::S3);
     assert_eq!(
         settings.storage.endpoint.as_ref().unwrap().as_str(),
@@ -242,6 +279,8 @@ fn malformed_values_are_reported_together_by_variable() {
         ("DCS_CACHE_BOOK_TTL", "ten"),
         ("DCS_CACHE_LOGO_TTL", "0"),
         ("DCS_CACHE_WARMUP_ENABLED", "maybe"),
+        ("DCS_CACHE_MAX_BYTES", "0"),
+        ("DCS_CACHE_MAX_STALENESS", "1h"),
         ("STORAGE_BACKEND", "gcs"),
         ("MINIO_BUCKET_NAME", "Bad_Bucket"),
         ("ASSET_DELIVERY", "cdn"),
@@ -264,6 +303,8 @@ fn malformed_values_are_reported_together_by_variable() {
         "DCS_CACHE_BOOK_TTL",
         "DCS_CACHE_LOGO_TTL",
         "DCS_CACHE_WARMUP_ENABLED",
+        "DCS_CACHE_MAX_BYTES",
+        "DCS_CACHE_MAX_STALENESS",
         "STORAGE_BACKEND",
         "MINIO_BUCKET_NAME",
         "ASSET_DELIVERY",

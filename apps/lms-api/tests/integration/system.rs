@@ -37,6 +37,8 @@ async fn ready_when_database_answers(db: TestDatabase) {
     assert_eq!(body["status"], "ok");
     let database = &body["checks"]["database"];
     assert_eq!(database["ok"], true);
+    assert_eq!(database["required"], true);
+    assert_eq!(body["checks"]["dcs"]["ok"], true, "{body}");
     assert!(database["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
     assert!(
         database.get("error").is_none(),
@@ -64,6 +66,82 @@ async fn ready_is_503_when_database_is_gone(db: TestDatabase) {
     assert_eq!(database["error"], "database query failed");
 }
 on_both_databases!(ready_is_503_when_database_is_gone);
+
+#[actix_web::test]
+async fn ready_answers_within_a_probe_timeout_when_dcs_is_down() {
+    let db = TestDatabase::open(crate::support::Engine::Sqlite)
+        .await
+        .expect("SQLite is always available");
+    // Nothing listens there; the DCS client (default retries and backoff) keeps retrying.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("ephemeral port")
+        .port();
+    let dcs_url = format!("http://127.0.0.1:{closed_port}");
+    let settings = crate::support::settings_from(&[
+        ("LMS_JWT_SECRET", crate::support::TEST_JWT_SECRET),
+        ("DATABASE_URL", &db.url),
+        ("DREAM_CENTRAL_STORAGE_URL", &dcs_url),
+    ])
+    .expect("valid settings");
+    let state = lms_api::AppState::new(settings, db.db.clone()).expect("state");
+    let app = actix_test::init_service(create_app(state)).await;
+
+    let started = std::time::Instant::now();
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/ready").to_request(),
+    )
+    .await;
+    let elapsed = started.elapsed();
+
+    assert!(
+        elapsed < std::time::Duration::from_secs(1),
+        "a 1 s probe timeout would fail: {elapsed:?}"
+    );
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["checks"]["dcs"]["ok"], false, "{body}");
+}
+
+#[actix_web::test]
+async fn ready_is_degraded_not_unavailable_when_redis_is_down() {
+    let db = TestDatabase::open(crate::support::Engine::Sqlite)
+        .await
+        .expect("SQLite is always available");
+    // Nothing listens on this port: Redis is down for this instance.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("ephemeral port")
+        .port();
+    let settings = crate::support::settings_from(&[
+        ("LMS_JWT_SECRET", crate::support::TEST_JWT_SECRET),
+        ("DATABASE_URL", &db.url),
+        (
+            "DREAM_CENTRAL_STORAGE_URL",
+            crate::support::shared_dcs_url(),
+        ),
+        ("REDIS_URL", &format!("redis://127.0.0.1:{closed_port}")),
+    ])
+    .expect("valid settings");
+    let state = lms_api::AppState::new(settings, db.db.clone()).expect("state");
+    let app = actix_test::init_service(create_app(state)).await;
+
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/ready").to_request(),
+    )
+    .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["checks"]["redis"]["ok"], false, "{body}");
+    assert_eq!(body["checks"]["redis"]["required"], false, "{body}");
+    assert_eq!(body["checks"]["redis"]["error"], "redis unavailable");
+    assert_eq!(body["checks"]["database"]["ok"], true, "{body}");
+}
 
 #[actix_web::test]
 async fn metrics_count_requests_per_route_pattern_and_status() {
@@ -121,6 +199,78 @@ async fn metrics_count_requests_per_route_pattern_and_status() {
 }
 
 #[actix_web::test]
+async fn metrics_include_this_instances_cache_counters() {
+    let (_db, state) = sqlite_app_state().await;
+    let app = actix_test::init_service(create_app(state)).await;
+    let keys =
+        lms_api::auth::JwtKeys::from_secret(&crate::support::TEST_JWT_SECRET.to_owned().into());
+    let token = keys
+        .issue(
+            uuid::Uuid::new_v4(),
+            lms_api::auth::Role::Teacher,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    for _ in 0..3 {
+        let response = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get()
+                .uri("/api/v1/publishers")
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/metrics").to_request(),
+    )
+    .await;
+    let text = String::from_utf8(actix_test::read_body(response).await.to_vec()).unwrap();
+    for line in [
+        "lms_cache_hits_total 2",
+        "lms_cache_misses_total 1",
+        "lms_cache_fetches_total 1",
+        "lms_cache_entries 1",
+        "# TYPE lms_cache_hits_total counter",
+        "# TYPE lms_cache_entries gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+}
+
+#[actix_web::test]
+async fn metrics_do_not_take_label_values_from_made_up_methods() {
+    let (_db, state) = sqlite_app_state().await;
+    let app = actix_test::init_service(create_app(state)).await;
+    for method in ["FROBNICATE1", "FROBNICATE2"] {
+        let response = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::default()
+                .method(actix_web::http::Method::from_bytes(method.as_bytes()).unwrap())
+                .uri("/health")
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/metrics").to_request(),
+    )
+    .await;
+    let text = String::from_utf8(actix_test::read_body(response).await.to_vec()).unwrap();
+    assert!(!text.contains("FROBNICATE"), "{text}");
+    assert!(
+        text.contains(r#"http_requests_total{method="OTHER",route="/health",status="405"} 2"#),
+        "{text}"
+    );
+}
+
+#[actix_web::test]
 async fn openapi_document_lists_routes_error_schema_and_bearer_scheme() {
     let (_db, state) = sqlite_app_state().await;
     let app = actix_test::init_service(create_app(state)).await;
@@ -146,6 +296,13 @@ async fn openapi_document_lists_routes_error_schema_and_bearer_scheme() {
         "/metrics",
         "/openapi.json",
         "/api/v1/auth/me",
+        "/api/v1/publishers",
+        "/api/v1/publishers/{id}",
+        "/api/v1/publishers/{id}/logo",
+        "/api/v1/books",
+        "/api/v1/books/{id}",
+        "/api/v1/books/{id}/cover",
+        "/api/v1/admin/cache/stats",
     ] {
         assert!(
             doc["paths"][path]["get"].is_object(),
@@ -166,6 +323,17 @@ async fn openapi_document_lists_routes_error_schema_and_bearer_scheme() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    for path in [
+        "/api/v1/admin/cache/clear",
+        "/api/v1/admin/webhooks/register",
+        "/api/v1/webhooks/dream-storage",
+    ] {
+        assert!(
+            doc["paths"][path]["post"].is_object(),
+            "missing POST {path}: {}",
+            doc["paths"]
+        );
+    }
     let ready_responses = &doc["paths"]["/ready"]["get"]["responses"];
     assert!(ready_responses["503"].is_object(), "{ready_responses}");
 }

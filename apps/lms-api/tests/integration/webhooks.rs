@@ -246,6 +246,7 @@ async fn every_recorded_delivery_is_processed_once(database: TestDatabase) {
         assert_eq!(response.status(), StatusCode::OK, "{}", delivery.name);
         let body = json_body(response).await;
         assert_eq!(body["status"], "received", "{}: {body}", delivery.name);
+        assert_eq!(body["outcome"], "processed", "{}: {body}", delivery.name);
         assert_eq!(body["duplicate"], false, "{}", delivery.name);
         let event_id = body["event_id"].as_str().expect("event_id").to_owned();
         uuid::Uuid::parse_str(&event_id).expect("event_id is a UUID");
@@ -260,6 +261,7 @@ async fn every_recorded_delivery_is_processed_once(database: TestDatabase) {
         assert_eq!(body["event_id"], event_id.as_str(), "{}", delivery.name);
         assert_eq!(body["duplicate"], true, "{}", delivery.name);
         assert_eq!(body["status"], "received", "{}", delivery.name);
+        assert_eq!(body["outcome"], "processed", "{}", delivery.name);
     }
 
     let rows = all_event_rows(&state).await;
@@ -402,6 +404,12 @@ async fn signed_but_malformed_bodies_are_400_and_logged_failed(database: TestDat
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let answer = json_body(response).await;
         assert_eq!(answer["code"], "webhook_body_malformed", "{answer}");
+        let detail = answer["detail"].as_str().expect("detail");
+        assert!(detail.starts_with("Malformed webhook body: "), "{detail}");
+        assert!(
+            !detail.to_lowercase()[1..].contains("malformed webhook body"),
+            "said once: {detail}"
+        );
         let event_id = answer["event_id"].as_str().expect("event_id").to_owned();
 
         let row = state
@@ -445,11 +453,14 @@ async fn unknown_event_types_are_acknowledged_and_ignored(database: TestDatabase
     let response = call!(&app, signed_request(body));
     assert_eq!(response.status(), StatusCode::OK);
     let first = json_body(response).await;
-    assert_eq!(first["status"], "ignored", "{first}");
+    // Acknowledged with the interface's fixed status; the outcome says nothing was done.
+    assert_eq!(first["status"], "received", "{first}");
+    assert_eq!(first["outcome"], "ignored", "{first}");
     assert_eq!(first["duplicate"], false);
 
     let again = json_body(call!(&app, signed_request(body))).await;
-    assert_eq!(again["status"], "ignored");
+    assert_eq!(again["status"], "received");
+    assert_eq!(again["outcome"], "ignored");
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["event_id"], first["event_id"]);
 
@@ -923,7 +934,7 @@ async fn openapi_documents_the_webhook_routes() {
         assert!(register["responses"][status].is_object(), "{status}");
     }
     let receipt = &doc["components"]["schemas"]["Receipt"]["properties"];
-    for field in ["status", "event_id", "duplicate"] {
+    for field in ["status", "event_id", "outcome", "duplicate"] {
         assert!(receipt[field].is_object(), "{field}: {receipt}");
     }
 }
