@@ -204,8 +204,16 @@ hits_during=$((hits_after - hits_before))
 log "starting standalone lms-api serve"
 mkdir -p "$work/standalone"
 standalone_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# A free port (checked, then taken by lms-api: a port grabbed in between fails the start).
+standalone_port=
+for _ in $(seq 1 50); do
+  candidate=$((20000 + RANDOM % 40000))
+  port_open 127.0.0.1 "$candidate" || { standalone_port=$candidate; break; }
+done
+[ -n "$standalone_port" ] || die "no free port found for the standalone lms-api"
+standalone_url=http://127.0.0.1:$standalone_port
 standalone_env=(
-  LMS_BIND=127.0.0.1:0
+  "LMS_BIND=127.0.0.1:$standalone_port"
   "DATABASE_URL=sqlite://$work/standalone/lms.db?mode=rwc"
   "DREAM_CENTRAL_STORAGE_URL=$dcs_url"
   "LMS_JWT_SECRET=$standalone_secret"
@@ -215,14 +223,12 @@ lms_bin=$(realpath "$BIN/lms-api")
   2>"$work/standalone.log" &
 standalone_pid=$!
 pids+=("$standalone_pid")
-standalone_url=
 for _ in $(seq 1 300); do
-  standalone_url=$(sed -n 's|.*listening on \(http://[0-9.:]*\).*|\1|p' "$work/standalone.log" | head -n 1)
-  [ -n "$standalone_url" ] && break
+  port_open 127.0.0.1 "$standalone_port" && break
   kill -0 "$standalone_pid" 2>/dev/null || { cat "$work/standalone.log" >&2; die "lms-api serve exited"; }
   sleep 0.1
 done
-[ -n "$standalone_url" ] || die "lms-api serve did not start in 30 s"
+port_open 127.0.0.1 "$standalone_port" || die "lms-api serve did not start in 30 s"
 token_for() {
   (cd "$work/standalone" && env "${standalone_env[@]}" "$lms_bin" token --role "$1" \
     --sub 00000000-0000-4000-8000-00000000000"$2")
@@ -283,7 +289,7 @@ verdict() { if awk -v a="$1" -v b="$2" "BEGIN { exit !(a $3 b) }"; then echo met
   echo
   echo "Machine: $(nproc) CPUs ($cpu_model), $mem_total RAM, Linux $(uname -r); load average before the run: $load_before."
   echo "Load generator: $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2) with $WRK_THREADS threads on the same machine (it shares the CPUs with the server)."
-  echo "Response bodies: limit=20 is $body_bytes_20 bytes, limit=200 is $body_bytes_200 bytes."
+  echo "Response bodies: limit=20 is $body_bytes_20 bytes, limit=200 is $body_bytes_200 bytes. lms-api log filter: ${RUST_LOG:-the default (request log at info, written to a file)}."
   echo
   echo "Medians over $ROUNDS rounds of $DURATION each; per-round values follow in the next table."
   echo
