@@ -348,10 +348,18 @@ struct SubscriberSettings {
 /// to detect a dead link, and reconnects with backoff. Pub/sub drops messages while a
 /// subscriber is away, so after every successful (re)subscription the bus emits
 /// [`BusEvent::Resync`] and the cache drops its whole local tier. Requires Redis 6 or newer.
+///
+/// The first [`subscribe`](InvalidationBus::subscribe) receives every event since the bus
+/// started, including a resync emitted before it was called; later ones receive the events
+/// from when they subscribe.
 pub struct RedisInvalidationBus {
     publisher: ConnectionManager,
     settings: SubscriberSettings,
     events: broadcast::Sender<BusEvent>,
+    /// Taken by the first `subscribe`. The subscription task may come up before the cache
+    /// subscribes, and a broadcast channel drops what is sent while nobody listens: without
+    /// this receiver that cache would never see (nor count) its first resync.
+    first_receiver: Mutex<Option<broadcast::Receiver<BusEvent>>>,
     _subscriber: AbortOnDrop,
 }
 
@@ -407,7 +415,7 @@ impl RedisInvalidationBus {
             reconnect_min_delay: config.reconnect_min_delay,
             reconnect_max_delay: config.reconnect_max_delay.max(config.reconnect_min_delay),
         };
-        let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
+        let (events, first_receiver) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
         let task = tokio::spawn(run_subscriber(
             subscriber_client,
             settings.clone(),
@@ -417,6 +425,7 @@ impl RedisInvalidationBus {
             publisher,
             settings,
             events,
+            first_receiver: Mutex::new(Some(first_receiver)),
             _subscriber: AbortOnDrop(task),
         })
     }
@@ -466,7 +475,11 @@ impl InvalidationBus for RedisInvalidationBus {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
-        self.events.subscribe()
+        self.first_receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(|| self.events.subscribe())
     }
 }
 

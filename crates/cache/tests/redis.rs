@@ -290,6 +290,42 @@ async fn a_reconnect_of_the_subscription_drops_the_local_tier() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_built_after_the_bus_subscribed_still_counts_the_subscription() {
+    let Some(redis) = redis_or_skip("late_cache").await else {
+        return;
+    };
+    let redis = RedisConfig {
+        keepalive_interval: Duration::from_millis(10),
+        ..redis
+    };
+    let bus = RedisInvalidationBus::start(&redis).expect("bus");
+    // The bus pings only after it has announced its subscription, so a PING seen on its
+    // connection proves the announcement went out before any cache was listening.
+    let deadline = std::time::Instant::now() + WAIT_LIMIT;
+    while common::last_command_of_client_named(&redis, bus.subscriber_client_name())
+        .await
+        .as_deref()
+        != Some("ping")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bus never subscribed and pinged"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let cache = Cache::builder(CacheConfig::default())
+        .invalidation_bus(Arc::new(bus))
+        .build();
+    eventually(
+        "the cache counts the subscription made before it was built",
+        WAIT_LIMIT,
+        || cache.stats().resyncs >= 1,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_keep_working_when_redis_is_down() {
     // Nothing listens on this port: every Redis operation fails (connection refused).
     let redis = RedisConfig::new(format!("redis://127.0.0.1:{}", common::closed_port()))

@@ -113,6 +113,29 @@ pub async fn kill_client_named(config: &RedisConfig, client_name: &str) -> usize
     ids.len()
 }
 
+/// The last command Redis saw on the connection named `client_name` (`cmd=` of `CLIENT LIST`),
+/// or `None` while no such connection exists.
+pub async fn last_command_of_client_named(
+    config: &RedisConfig,
+    client_name: &str,
+) -> Option<String> {
+    let mut connection = connect(config).await.expect("inspection connection");
+    let listing: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut connection)
+        .await
+        .expect("CLIENT LIST");
+    let wanted = format!("name={client_name}");
+    listing
+        .lines()
+        .find(|line| line.split(' ').any(|field| field == wanted))
+        .and_then(|line| {
+            line.split(' ')
+                .find_map(|field| field.strip_prefix("cmd="))
+                .map(str::to_owned)
+        })
+}
+
 /// A local TCP port with nothing listening on it.
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
