@@ -50,8 +50,9 @@ log "one rustls crypto provider (ring), no aws-lc-rs"
 scripts/check-crypto-provider.sh
 log "examples build"
 cargo build --workspace --examples --locked
-log "tests"
-cargo nextest run --workspace --no-fail-fast --locked
 log "doc tests"
 cargo test --workspace --doc --locked
 real_dcs_note
+# Last, so the run ends with the count of every test that ran.
+log "tests"
+cargo nextest run --workspace --no-fail-fast --locked
