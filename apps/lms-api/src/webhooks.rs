@@ -576,15 +576,7 @@ impl WebhookReceiver {
 fn event_label(parsed: &Result<WebhookEvent, WebhookError>) -> &'static str {
     match parsed {
         Err(_) => MALFORMED_EVENT_LABEL,
-        Ok(event) => match event.kind {
-            EventKind::BookCreated => "book.created",
-            EventKind::BookUpdated => "book.updated",
-            EventKind::BookDeleted => "book.deleted",
-            EventKind::PublisherCreated => "publisher.created",
-            EventKind::PublisherUpdated => "publisher.updated",
-            EventKind::PublisherDeleted => "publisher.deleted",
-            EventKind::Unknown(_) => UNKNOWN_EVENT_LABEL,
-        },
+        Ok(event) => event.kind.known_name().unwrap_or(UNKNOWN_EVENT_LABEL),
     }
 }
 

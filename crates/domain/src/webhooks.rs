@@ -93,6 +93,19 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The DCS name of a known event (`None` for unknown ones, whose names are the sender's).
+    pub fn known_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::BookCreated => "book.created",
+            Self::BookUpdated => "book.updated",
+            Self::BookDeleted => "book.deleted",
+            Self::PublisherCreated => "publisher.created",
+            Self::PublisherUpdated => "publisher.updated",
+            Self::PublisherDeleted => "publisher.deleted",
+            Self::Unknown(_) => return None,
+        })
+    }
+
     fn parse(name: &str) -> Self {
         match name {
             "book.created" => Self::BookCreated,
@@ -240,6 +253,7 @@ mod tests {
             let event = WebhookEvent::parse(&body).unwrap();
             assert_eq!(event.name, sample(name)["event"].as_str().unwrap());
             assert!(!matches!(event.kind, EventKind::Unknown(_)), "{name}");
+            assert_eq!(event.kind.known_name(), Some(event.name.as_str()), "{name}");
             assert!(!event.invalidation_plan().is_empty(), "{name}");
         }
     }
