@@ -8,19 +8,10 @@ use actix_web::http::StatusCode;
 use actix_web::test as actix_test;
 use cache::{Cache, CacheConfig, ManualClock};
 use dcs_mock::{BookUpdate, Fault, MockConfig, MockDcs, NewBook};
-use lms_api::auth::{JwtKeys, Role};
+use lms_api::auth::Role;
 use lms_api::create_app;
-use uuid::Uuid;
 
-use crate::support::{
-    TEST_JWT_SECRET, TestDatabase, header, json_body, on_both_databases, state_with_dcs,
-};
-
-fn token(role: Role) -> String {
-    let keys = JwtKeys::from_secret(&TEST_JWT_SECRET.to_owned().into());
-    keys.issue(Uuid::new_v4(), role, Duration::from_secs(600))
-        .expect("token")
-}
+use crate::support::{TestDatabase, header, json_body, on_both_databases, state_with_dcs, token};
 
 fn get(uri: &str, role: Role) -> actix_test::TestRequest {
     actix_test::TestRequest::get()

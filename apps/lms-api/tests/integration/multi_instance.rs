@@ -7,13 +7,11 @@ use actix_web::http::StatusCode;
 use actix_web::test as actix_test;
 use cache::{Cache, CacheConfig, RedisConfig};
 use dcs_mock::{BookUpdate, MockConfig, MockDcs};
-use lms_api::auth::{JwtKeys, Role};
+use lms_api::auth::Role;
 use lms_api::create_app;
 use uuid::Uuid;
 
-use crate::support::{
-    TEST_JWT_SECRET, TestDatabase, header, json_body, on_both_databases, state_with_dcs,
-};
+use crate::support::{TestDatabase, header, json_body, on_both_databases, state_with_dcs, token};
 
 /// The Redis the tests use (`REDIS_URL`, default the local server).
 fn redis_url() -> String {
@@ -21,14 +19,6 @@ fn redis_url() -> String {
         .ok()
         .filter(|url| !url.trim().is_empty())
         .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn teacher() -> String {
-    let keys = JwtKeys::from_secret(&TEST_JWT_SECRET.to_owned().into());
-    let token = keys
-        .issue(Uuid::new_v4(), Role::Teacher, Duration::from_secs(600))
-        .expect("token");
-    format!("Bearer {token}")
 }
 
 async fn two_instances_share_invalidations(db: TestDatabase) {
@@ -57,7 +47,7 @@ async fn two_instances_share_invalidations(db: TestDatabase) {
     let get_book = || {
         actix_test::TestRequest::get()
             .uri("/api/v1/books/1")
-            .insert_header(("Authorization", teacher()))
+            .insert_header(("Authorization", format!("Bearer {}", token(Role::Teacher))))
             .to_request()
     };
 

@@ -58,21 +58,43 @@ pub fn shared_dcs_url() -> &'static str {
     })
 }
 
-/// A DCS client for tests: the fake DCS at `base_url`, admin login, fast retries, and a
-/// circuit breaker that opens after `breaker_threshold` failures.
-pub fn test_dcs_client(base_url: &str, breaker_threshold: u32) -> dcs_client::DcsClient {
-    let mut config = dcs_client::DcsConfig::new(
-        base_url,
-        dcs_client::Credentials::password("admin@admin.com", "admin"),
-    );
+/// A DCS client for tests with fast, jitter-free retries; `breaker_threshold` 0 turns the
+/// circuit breaker off (tests that count requests exactly), otherwise it opens after that many
+/// failures.
+pub fn fast_dcs_client(
+    mut config: dcs_client::DcsConfig,
+    breaker_threshold: u32,
+) -> dcs_client::DcsClient {
     config.retry = dcs_client::RetryConfig {
         base_delay: std::time::Duration::from_millis(1),
         max_delay: std::time::Duration::from_millis(5),
+        jitter: dcs_client::Jitter::None,
         ..dcs_client::RetryConfig::default()
     };
     config.breaker.failure_threshold = breaker_threshold;
     config.breaker.cool_down = std::time::Duration::from_secs(60);
+    config.connect_timeout = std::time::Duration::from_secs(2);
     dcs_client::DcsClient::new(config).expect("DCS client")
+}
+
+/// [`fast_dcs_client`] for the fake DCS at `base_url` with its admin login.
+pub fn test_dcs_client(base_url: &str, breaker_threshold: u32) -> dcs_client::DcsClient {
+    let config = dcs_client::DcsConfig::new(
+        base_url,
+        dcs_client::Credentials::password("admin@admin.com", "admin"),
+    );
+    fast_dcs_client(config, breaker_threshold)
+}
+
+/// A bearer token for `role`, signed with the test settings' secret.
+pub fn token(role: lms_api::auth::Role) -> String {
+    lms_api::auth::JwtKeys::from_secret(&TEST_JWT_SECRET.to_owned().into())
+        .issue(
+            uuid::Uuid::new_v4(),
+            role,
+            std::time::Duration::from_secs(600),
+        )
+        .expect("token")
 }
 
 /// App state over `db` whose catalog talks to the fake DCS at `base_url`.

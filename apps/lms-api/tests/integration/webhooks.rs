@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use cache::{BackendError, Cache, CacheStore, SegmentPrefix, StoredEntry};
 use chrono::{TimeZone, Utc};
-use dcs_client::{DcsApi, DcsClient, DcsConfig, Jitter, RetryConfig};
+use dcs_client::{DcsApi, DcsConfig};
 use dcs_mock::{BookUpdate, MockConfig, MockDcs, PublisherUpdate};
 use domain::webhooks::{SIGNATURE_HEADER, SignatureVerifier, body_digest};
 use lms_api::entities::webhook_event_log::{self, WebhookEventStatus};
@@ -60,16 +60,8 @@ pub fn settings_for(database: &TestDatabase, dcs_url: &str, public_url: &str) ->
 }
 
 /// A DCS client with fast retries and no circuit breaker (tests count requests exactly).
-pub fn fast_client(mut config: DcsConfig) -> Arc<dyn DcsApi> {
-    config.retry = RetryConfig {
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(5),
-        jitter: Jitter::None,
-        ..RetryConfig::default()
-    };
-    config.breaker.failure_threshold = 0;
-    config.connect_timeout = Duration::from_secs(2);
-    Arc::new(DcsClient::new(config).expect("DCS client"))
+pub fn fast_client(config: DcsConfig) -> Arc<dyn DcsApi> {
+    Arc::new(crate::support::fast_dcs_client(config, 0))
 }
 
 /// App state over `database` with the given DCS client and cache.
