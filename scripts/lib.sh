@@ -54,3 +54,11 @@ ensure_s3s_fs() {
   log "installing s3s-fs $S3S_FS_VERSION (takes a few minutes, once)"
   cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked
 }
+
+# Headless Chromium (Debian's package) for the end-to-end browser tests.
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  log "installing chromium (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  command -v chromium >/dev/null || die "chromium did not install"
+}

@@ -11,6 +11,7 @@ ensure_rust
 ensure_postgres
 ensure_redis
 if compgen -G "crates/storage/tests/*.rs" >/dev/null; then ensure_s3s_fs; fi
+ensure_chromium
 
 # dcs-client's integration tests also run read-only against a real DCS when configured.
 real_dcs_note() {

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_webhook_event_logs;
 mod m20261122_000002_create_leader_locks;
+mod m20261202_000003_create_activities;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_webhook_event_logs::Migration),
             Box::new(m20261122_000002_create_leader_locks::Migration),
+            Box::new(m20261202_000003_create_activities::Migration),
         ]
     }
 }

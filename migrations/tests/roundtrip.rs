@@ -5,7 +5,7 @@ use migrations::{Migrator, MigratorTrait};
 use sea_orm_migration::SchemaManager;
 use sea_orm_migration::sea_orm::{Database, DatabaseConnection};
 
-const TABLES: [&str; 2] = ["webhook_event_logs", "leader_locks"];
+const TABLES: [&str; 3] = ["webhook_event_logs", "leader_locks", "activities"];
 
 async fn temp_sqlite() -> (tempfile::TempDir, DatabaseConnection) {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -139,7 +139,9 @@ pub fn create_app(
         .app_data(web::QueryConfig::default().error_handler(query_error_handler))
         .app_data(web::PathConfig::default().error_handler(path_error_handler))
         .default_service(web::to(unmatched_route))
-        // Innermost first: errors are normalised before they are counted and logged.
+        // Innermost first: HEAD runs as GET inside, so the log and metrics still say HEAD;
+        // errors are normalised before they are counted and logged.
+        .wrap(from_fn(crate::head::head_as_get))
         .wrap(from_fn(normalize_error_responses))
         .wrap(from_fn(move |req, next| {
             track_requests(metrics.clone(), req, next)

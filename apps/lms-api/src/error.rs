@@ -382,6 +382,15 @@ impl AllowedMethods {
             .filter(|(_, operation)| operation.is_some())
             .map(|(method, _)| method)
             .collect();
+            // Every GET route answers HEAD too (see `crate::head`).
+            let mut methods = methods;
+            if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+                let at = methods
+                    .iter()
+                    .position(|m| *m == Method::GET)
+                    .map_or(0, |i| i + 1);
+                methods.insert(at, Method::HEAD);
+            }
             map.insert(path.clone(), methods);
         }
         Self(map)

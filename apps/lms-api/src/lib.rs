@@ -9,6 +9,7 @@ pub mod clock;
 pub mod db;
 pub mod entities;
 pub mod error;
+pub mod head;
 pub mod leader_lock;
 pub mod metrics;
 pub mod readiness;

@@ -125,7 +125,7 @@ async fn wrong_method_is_json_405_with_allow() {
         actix_test::TestRequest::post().uri("/health").to_request(),
     )
     .await;
-    assert_eq!(header(&response, "allow"), "GET");
+    assert_eq!(header(&response, "allow"), "GET, HEAD");
     expect_error(
         response,
         StatusCode::METHOD_NOT_ALLOWED,
@@ -140,7 +140,7 @@ async fn wrong_method_is_json_405_with_allow() {
             .to_request(),
     )
     .await;
-    assert_eq!(header(&response, "allow"), "GET");
+    assert_eq!(header(&response, "allow"), "GET, HEAD");
     expect_error(
         response,
         StatusCode::METHOD_NOT_ALLOWED,

@@ -11,6 +11,7 @@ mod catalog;
 mod cli;
 mod database;
 mod errors;
+mod head;
 mod leader_locks;
 mod multi_instance;
 mod settings;
