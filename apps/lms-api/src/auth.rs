@@ -100,6 +100,9 @@ pub struct Claims {
     pub iat: Option<i64>,
     /// Expires at, seconds since the Unix epoch.
     pub exp: i64,
+    /// The DCS publisher a `publisher` account acts for; it reads only that publisher's books.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher_id: Option<i64>,
 }
 
 /// Why a token was refused.
@@ -161,6 +164,19 @@ impl JwtKeys {
         self.issue_at(sub, role, chrono::Utc::now().timestamp(), ttl)
     }
 
+    /// A `publisher` token acting for the DCS publisher `publisher_id`, valid for `ttl`.
+    pub fn issue_for_publisher(
+        &self,
+        sub: Uuid,
+        publisher_id: i64,
+        ttl: Duration,
+    ) -> Result<String, TokenError> {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = self.claims(sub, Role::Publisher, now, ttl)?;
+        claims.publisher_id = Some(publisher_id);
+        self.sign(&claims)
+    }
+
     /// A token issued at `issued_at` (Unix seconds), valid for `ttl` from then.
     pub fn issue_at(
         &self,
@@ -169,14 +185,29 @@ impl JwtKeys {
         issued_at: i64,
         ttl: Duration,
     ) -> Result<String, TokenError> {
+        let claims = self.claims(sub, role, issued_at, ttl)?;
+        self.sign(&claims)
+    }
+
+    fn claims(
+        &self,
+        sub: Uuid,
+        role: Role,
+        issued_at: i64,
+        ttl: Duration,
+    ) -> Result<Claims, TokenError> {
         let ttl = i64::try_from(ttl.as_secs()).map_err(|_| TokenError::Signing)?;
-        let claims = Claims {
+        Ok(Claims {
             sub,
             role,
             iat: Some(issued_at),
             exp: issued_at.checked_add(ttl).ok_or(TokenError::Signing)?,
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            publisher_id: None,
+        })
+    }
+
+    fn sign(&self, claims: &Claims) -> Result<String, TokenError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .map_err(|_| TokenError::Signing)
     }
 
@@ -227,6 +258,9 @@ pub struct AuthUser {
     pub sub: Uuid,
     /// The user's role.
     pub role: Role,
+    /// For a `publisher` account: the DCS publisher it acts for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher_id: Option<i64>,
 }
 
 impl AuthUser {
@@ -259,6 +293,7 @@ impl AuthUser {
         Ok(Self {
             sub: claims.sub,
             role: claims.role,
+            publisher_id: claims.publisher_id,
         })
     }
 }

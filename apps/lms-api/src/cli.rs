@@ -53,6 +53,10 @@ pub struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_TOKEN_TTL_SECS))]
     pub ttl: u64,
+    /// For `--role publisher`: the DCS publisher id the account acts for (it reads only that
+    /// publisher's books).
+    #[arg(long)]
+    pub publisher_id: Option<i64>,
 }
 
 /// Why `serve` stopped with an error.
@@ -101,7 +105,7 @@ fn run_command(cli: Cli, source: &EnvSource) -> Result<(), String> {
         Command::Migrate => actix_web::rt::System::new()
             .block_on(migrate(settings))
             .map_err(|e| e.to_string()),
-        Command::Token(args) => token(&settings, &args).map_err(|e| e.to_string()),
+        Command::Token(args) => token(&settings, &args),
     }
 }
 
@@ -167,9 +171,17 @@ pub async fn migrate(settings: Settings) -> Result<(), DbSetupError> {
 }
 
 /// Prints a token for the given role and subject.
-pub fn token(settings: &Settings, args: &TokenArgs) -> Result<(), crate::auth::TokenError> {
+pub fn token(settings: &Settings, args: &TokenArgs) -> Result<(), String> {
     let keys = JwtKeys::from_secret(&settings.jwt_secret);
-    let token = keys.issue(args.sub, args.role, Duration::from_secs(args.ttl))?;
+    let ttl = Duration::from_secs(args.ttl);
+    let token = match (args.role, args.publisher_id) {
+        (Role::Publisher, Some(publisher_id)) => {
+            keys.issue_for_publisher(args.sub, publisher_id, ttl)
+        }
+        (_, Some(_)) => return Err("--publisher-id goes with --role publisher only".to_owned()),
+        _ => keys.issue(args.sub, args.role, ttl),
+    }
+    .map_err(|err| err.to_string())?;
     println!("{token}");
     Ok(())
 }

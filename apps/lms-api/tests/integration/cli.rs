@@ -121,6 +121,54 @@ fn token_validates_role_sub_and_ttl() {
 }
 
 #[test]
+fn publisher_tokens_carry_their_publisher_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "publisher-token-secret-0123456789abcdef";
+    let sub = Uuid::new_v4().to_string();
+    let output = run(
+        dir.path(),
+        &[
+            "token",
+            "--role",
+            "publisher",
+            "--sub",
+            &sub,
+            "--publisher-id",
+            "7",
+        ],
+        &[("LMS_JWT_SECRET", secret)],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let claims = JwtKeys::from_secret(&SecretString::from(secret))
+        .verify(String::from_utf8(output.stdout).unwrap().trim())
+        .expect("token verifies");
+    assert_eq!(claims.role, Role::Publisher);
+    assert_eq!(claims.publisher_id, Some(7));
+
+    // Other roles act for no publisher.
+    let output = run(
+        dir.path(),
+        &[
+            "token",
+            "--role",
+            "teacher",
+            "--sub",
+            &sub,
+            "--publisher-id",
+            "7",
+        ],
+        &[("LMS_JWT_SECRET", secret)],
+    );
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+    assert!(
+        stderr(&output).contains("--publisher-id"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn malformed_setting_fails_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Uuid::new_v4().to_string();
