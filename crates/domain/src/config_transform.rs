@@ -512,6 +512,95 @@ mod tests {
         t.transform_book(&book(), config).await.unwrap_err()
     }
 
+    /// Counts events by level and keeps their fields as text.
+    #[derive(Default)]
+    struct Recorder {
+        events: std::sync::Mutex<Vec<(tracing::Level, String)>>,
+    }
+
+    struct Fields(String);
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0.push_str(&format!("{}={value:?} ", field.name()));
+        }
+    }
+
+    impl tracing::Subscriber for Recorder {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut fields = Fields(String::new());
+            event.record(&mut fields);
+            self.events
+                .lock()
+                .unwrap()
+                .push((*event.metadata().level(), fields.0));
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[tokio::test]
+    async fn bad_paths_are_warned_once_per_book_with_book_and_paths() {
+        let recorder = Arc::new(Recorder::default());
+        let _guard = tracing::subscriber::set_default(recorder.clone());
+        let t = ConfigTransformer::new(Arc::new(MemoryLinker::new("mem://")));
+        let bad = json!({"a": {"image": "../x.png"}, "b": {"image": "../x.png"}, "c": {"audio": "%2e%2e/y.mp3"}});
+        let levels = || -> Vec<tracing::Level> {
+            recorder
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(l, _)| *l)
+                .collect()
+        };
+
+        t.transform_book(&book(), bad.clone()).await.unwrap();
+        assert_eq!(levels(), vec![tracing::Level::WARN]);
+        let (_, fields) = recorder.events.lock().unwrap()[0].clone();
+        assert!(
+            fields.contains("book_id=7") && fields.contains("book=\"B\""),
+            "{fields}"
+        );
+        assert!(fields.contains("count=2"), "{fields}");
+        assert!(
+            fields.contains("../x.png") && fields.contains("traversal"),
+            "{fields}"
+        );
+        assert!(fields.contains("%2e%2e/y.mp3"), "{fields}");
+
+        // The same bad paths again: no second warning, only debug.
+        t.transform_book(&book(), bad.clone()).await.unwrap();
+        assert_eq!(levels(), vec![tracing::Level::WARN, tracing::Level::DEBUG]);
+        // Another book with the same paths, or this book with new ones: warned.
+        let other = BookRef::new(8, "Dream Press", "B").unwrap();
+        t.transform_book(&other, bad).await.unwrap();
+        t.transform_book(&book(), json!({"image": "./books/X/y.png"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            levels(),
+            vec![
+                tracing::Level::WARN,
+                tracing::Level::DEBUG,
+                tracing::Level::WARN,
+                tracing::Level::WARN
+            ]
+        );
+        // A clean config logs nothing.
+        t.transform_book(&book(), json!({"image": "y.png"}))
+            .await
+            .unwrap();
+        assert_eq!(levels().len(), 4);
+    }
+
     #[tokio::test]
     async fn short_linker_answers_are_refused() {
         struct Short;

@@ -271,6 +271,17 @@ pub trait PresignedUrlFetcher: Send + Sync {
     ) -> Result<Option<FetchedUrl>, LinkError>;
 }
 
+#[async_trait]
+impl<T: PresignedUrlFetcher + ?Sized> PresignedUrlFetcher for Arc<T> {
+    async fn fetch(
+        &self,
+        book: &BookRef,
+        path: &BookAssetPath,
+    ) -> Result<Option<FetchedUrl>, LinkError> {
+        (**self).fetch(book, path).await
+    }
+}
+
 /// [`PresignedUrlFetcher`] over the DCS client port.
 #[derive(Clone)]
 pub struct DcsApiFetcher {
