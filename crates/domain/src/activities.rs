@@ -524,6 +524,13 @@ pub trait BookConfigSource: Send + Sync {
     async fn book_config(&self, book: &BookRef) -> Result<Value, SourceError>;
 }
 
+#[async_trait]
+impl<T: BookConfigSource + ?Sized> BookConfigSource for Arc<T> {
+    async fn book_config(&self, book: &BookRef) -> Result<Value, SourceError> {
+        (**self).book_config(book).await
+    }
+}
+
 /// Why the config could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {

@@ -282,12 +282,9 @@ pub fn looks_like_book_path(s: &str, book_name: &str) -> bool {
         // `./books/{name}/` with a non-empty name and a separator after it.
         return rest.find(['/', '\\']).is_some_and(|i| i > 0);
     }
-    if let Some(rest) = after_books(s) {
-        if let Some(after) = rest.strip_prefix(book_name) {
-            return !book_name.is_empty() && after.starts_with(['/', '\\']);
-        }
-    }
-    false
+    after_books(s)
+        .and_then(|rest| rest.strip_prefix(book_name))
+        .is_some_and(|after| !book_name.is_empty() && after.starts_with(['/', '\\']))
 }
 
 /// Is `s` an absolute URL (`https://...`, `data:...`) rather than a path? Such values in
