@@ -43,7 +43,8 @@ impl MigrationTrait for Migration {
                             .not_null(),
                     )
                     .col(ColumnDef::new(Activities::Title).text().null())
-                    .col(ColumnDef::new(Activities::ModuleName).text().null())
+                    .col(ColumnDef::new(Activities::HeaderText).text().null())
+                    .col(ColumnDef::new(Activities::ModuleName).text().not_null())
                     .col(ColumnDef::new(Activities::Config).text().not_null())
                     .col(ColumnDef::new(Activities::Digest).string_len(64).not_null())
                     .col(
@@ -102,6 +103,7 @@ enum Activities {
     Position,
     ActivityType,
     Title,
+    HeaderText,
     ModuleName,
     Config,
     Digest,

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod activity_repository;
 pub mod app;
 pub mod auth;
 pub mod background;

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod activities;
 mod auth;
 mod catalog;
 mod cli;
