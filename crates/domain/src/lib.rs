@@ -1,5 +1,14 @@
 #![doc = include_str!("../README.md")]
 
 pub mod catalog;
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+pub mod errors;
 pub mod keys;
+pub mod leases;
+pub mod memory;
+pub mod ports;
+pub mod webhook_log;
+pub mod webhook_receiver;
+pub mod webhook_registration;
 pub mod webhooks;
