@@ -86,7 +86,11 @@ async fn run(args: Args, source: EnvSource) -> std::io::Result<()> {
     let state = lms_api::build_state(settings)
         .await
         .map_err(std::io::Error::other)?;
-    let _background = lms_api::background::start(&state);
+    let _background = lms_api::background::start(
+        state.services.catalog.clone(),
+        &state.services.cache,
+        &state.settings.cache,
+    );
 
     // Warm the cache with the benchmarked pages; the baseline gets exactly these bytes.
     state

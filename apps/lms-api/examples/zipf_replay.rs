@@ -194,7 +194,12 @@ async fn replay(args: &Args) -> Result<(), String> {
         .clock(Arc::new(clock.clone()))
         .build();
     let ttls = catalog_ttls(&settings);
-    let catalog = Catalog::new(Arc::new(client), cache, ttls);
+    let catalog = Catalog::new(
+        Arc::new(client),
+        cache,
+        ttls,
+        Arc::new(lms_api::paths::ApiLinks),
+    );
 
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let reads = key_space(&dcs, &mut rng).map_err(|e| e.to_string())?;

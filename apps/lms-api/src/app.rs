@@ -1,5 +1,5 @@
-//! The application object graph: one [`AppState`], built by [`build_state`], and one
-//! [`create_app`] used by `main` and by the tests.
+//! The wiring: builds the one [`AppState`] ([`build_state`]) from the settings, and the one
+//! [`create_app`] used by `main` and by the tests. The only module that knows every other.
 
 use std::sync::Arc;
 
@@ -13,38 +13,23 @@ use utoipa_actix_web::AppExt;
 
 use crate::auth::JwtKeys;
 use crate::cache_metrics::CacheCollector;
-use crate::db::{self, DbSetupError};
+use crate::db::{self, DbSetupError, SqlDeliveryStore};
 use crate::error::{
     AllowedMethods, json_error_handler, normalize_error_responses, path_error_handler,
     query_error_handler, unmatched_route,
 };
 use crate::metrics::{HttpMetrics, track_requests};
-use crate::readiness::{DEFAULT_CHECK_TIMEOUT, DatabaseCheck, DcsCheck, Readiness, RedisCheck};
+use crate::readiness::{
+    DEFAULT_CHECK_TIMEOUT, DatabaseCheck, DcsCheck, Readiness, SharedCacheCheck,
+};
 use crate::routes::system::OpenApiDocument;
 use crate::routes::{self, ApiDoc};
 use crate::services::{Services, ServicesError};
 use crate::settings::Settings;
-use crate::webhook_events::WebhookEvents;
-use crate::webhooks::{WebhookMetrics, WebhookReceiver};
-
-/// Everything handlers share. Cheap to clone (reference-counted parts).
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The settings the server started with.
-    pub settings: Arc<Settings>,
-    /// The database pool.
-    pub db: DatabaseConnection,
-    /// Signs and verifies LMS tokens.
-    pub jwt: Arc<JwtKeys>,
-    /// HTTP metrics and the Prometheus registry.
-    pub metrics: HttpMetrics,
-    /// The checks behind `/ready`.
-    pub readiness: Readiness,
-    /// The domain services and the adapters under them.
-    pub services: Services,
-    /// The DCS webhook pipeline (verify, log, invalidate).
-    pub webhooks: WebhookReceiver,
-}
+pub use crate::state::AppState;
+use crate::webhooks::{WebhookMetrics, WebhookService};
+use domain::webhook_log::DeliveryLog;
+use domain::webhook_receiver::WebhookReceiver;
 
 impl AppState {
     /// State over an open (and migrated) database, with adapters built from the settings.
@@ -59,25 +44,25 @@ impl AppState {
         let mut readiness = Readiness::new(DEFAULT_CHECK_TIMEOUT)
             .with_check(Arc::new(DatabaseCheck::new(db.clone())))
             .with_check(Arc::new(DcsCheck::new(services.dcs.clone())));
-        if let Some(url) = &settings.redis_url {
-            match RedisCheck::new(url.expose()) {
-                Ok(check) => readiness = readiness.with_check(Arc::new(check)),
-                Err(err) => {
-                    tracing::warn!(error_kind = ?err.kind(), "REDIS_URL: no readiness check")
-                }
-            }
+        if services.cache.has_shared_tier() {
+            readiness =
+                readiness.with_check(Arc::new(SharedCacheCheck::new(services.cache.clone())));
         }
         let metrics = HttpMetrics::new();
         metrics
             .registry()
             .register(Box::new(CacheCollector::new(services.cache.clone())))
             .expect("cache metrics are registered once in a fresh registry");
-        let webhooks = WebhookReceiver::new(
-            WebhookEvents::new(db.clone()),
-            services.catalog.clone(),
-            services.webhook_verifier.clone(),
-            WebhookMetrics::register(metrics.registry())
-                .expect("webhook metrics are registered once in a fresh registry"),
+        let webhook_metrics = WebhookMetrics::register(metrics.registry())
+            .expect("webhook metrics are registered once in a fresh registry");
+        let webhooks = WebhookService::new(
+            WebhookReceiver::new(
+                DeliveryLog::new(SqlDeliveryStore::new(db.clone())),
+                services.catalog.clone(),
+                services.webhook_verifier.clone(),
+                WebhookService::observer(&webhook_metrics),
+            ),
+            webhook_metrics,
         );
         Self {
             settings: Arc::new(settings),

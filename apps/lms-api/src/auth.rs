@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use domain::errors::Code;
+
 use crate::error::ApiError;
 
 /// Tolerated clock difference between the issuer and this server when checking `exp`.
@@ -286,9 +288,9 @@ impl AuthUser {
         let token = bearer_token(req)?;
         let claims = keys.verify(token).map_err(|err| match err {
             TokenError::Expired => {
-                ApiError::unauthorized("token_expired", "Token expired", Some("invalid_token"))
+                ApiError::unauthorized(Code::TokenExpired, Some("invalid_token"))
             }
-            _ => ApiError::unauthorized("invalid_token", "Invalid token", Some("invalid_token")),
+            _ => ApiError::unauthorized(Code::InvalidToken, Some("invalid_token")),
         })?;
         Ok(Self {
             sub: claims.sub,
@@ -302,13 +304,10 @@ fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("not_authenticated", "Not authenticated", None))?;
+        .ok_or_else(|| ApiError::unauthorized(Code::NotAuthenticated, None))?;
     let invalid_header = || {
-        ApiError::unauthorized(
-            "invalid_token",
-            "Authorization header must be 'Bearer <token>'",
-            Some("invalid_request"),
-        )
+        ApiError::unauthorized(Code::InvalidToken, Some("invalid_request"))
+            .with_detail("Authorization header must be 'Bearer <token>'")
     };
     let value = value.to_str().map_err(|_| invalid_header())?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(invalid_header)?;

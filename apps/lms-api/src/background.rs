@@ -4,10 +4,13 @@
 
 use std::time::Duration;
 
-use cache::SweeperHandle;
+use std::sync::Arc;
+
+use cache::{Cache, SweeperHandle};
+use domain::catalog::Catalog;
 use tokio::task::JoinHandle;
 
-use crate::app::AppState;
+use crate::settings::CacheSettings;
 
 /// Shortest re-sync period, whatever the publisher TTL.
 const MIN_RESYNC_PERIOD: Duration = Duration::from_secs(30);
@@ -33,13 +36,13 @@ pub fn resync_period(publisher_ttl: Duration) -> Duration {
     (publisher_ttl / 2).max(MIN_RESYNC_PERIOD)
 }
 
-/// Starts the tasks on the current Tokio runtime.
-pub fn start(state: &AppState) -> BackgroundTasks {
-    let catalog = state.services.catalog.clone();
-    let sweeper = state.services.cache.start_sweeper();
+/// Starts the tasks on the current Tokio runtime: sweeping `cache`, and the warm-up and
+/// publisher re-sync of `catalog` as `settings` say.
+pub fn start(catalog: Arc<Catalog>, cache: &Cache, settings: &CacheSettings) -> BackgroundTasks {
+    let sweeper = cache.start_sweeper();
     let mut tasks = Vec::new();
 
-    if state.settings.cache.warmup_enabled {
+    if settings.warmup_enabled {
         let catalog = catalog.clone();
         tasks.push(tokio::spawn(async move {
             match catalog.warm_up().await {
@@ -49,7 +52,7 @@ pub fn start(state: &AppState) -> BackgroundTasks {
         }));
     }
 
-    let period = resync_period(state.settings.cache.publisher_ttl);
+    let period = resync_period(settings.publisher_ttl);
     tasks.push(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

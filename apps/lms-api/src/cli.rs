@@ -124,9 +124,14 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     );
     let state = build_state(settings).await?;
     let addr = state.settings.bind;
-    let _background = crate::background::start(&state);
+    let _background = crate::background::start(
+        state.services.catalog.clone(),
+        &state.services.cache,
+        &state.settings.cache,
+    );
     // In the background: start-up does not wait for DCS.
-    let _webhook_registration = crate::webhook_registration::start(&state);
+    let _webhook_registration =
+        crate::webhooks::startup_registration::start(state.webhook_registrar("startup"));
 
     let factory_state = state.clone();
     let server = HttpServer::new(move || create_app(factory_state.clone()))

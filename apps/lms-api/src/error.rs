@@ -1,5 +1,9 @@
 //! The one error shape of the API: `{"detail": "<message>", "code": "<stable_code>"}`.
 //!
+//! The codes, their statuses and their fixed messages are the table in
+//! [`domain::errors::Code`]; domain errors become [`ApiError`]s through
+//! [`ApiError::from_problem`] (one `From` line per domain error, below).
+//!
 //! Handlers return [`ApiError`]; extractor failures go through the handlers in this module; any
 //! other error response (actix built-ins, unmatched routes, wrong methods) is rewritten by
 //! [`normalize_error_responses`], so no plain-text error leaves the server.
@@ -18,6 +22,11 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
+
+use domain::catalog::CatalogError;
+use domain::errors::{Code, Problem, ToProblem};
+use domain::webhook_receiver::ReceiveError;
+use domain::webhook_registration::RegistrationError;
 
 type BoxedSource = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -62,47 +71,65 @@ impl ApiError {
         }
     }
 
-    /// 400 with a specific code.
-    pub fn bad_request(
-        code: impl Into<Cow<'static, str>>,
-        detail: impl Into<Cow<'static, str>>,
-    ) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    /// The error a [`Problem`] describes: the code's status, the problem's message, fields and
+    /// `Retry-After`.
+    pub fn from_problem(problem: Problem) -> Self {
+        let status = StatusCode::from_u16(problem.code.status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut error = Self::new(status, problem.code.name(), problem.detail.clone());
+        for (name, value) in &problem.fields {
+            error = error.with_field(*name, value.clone());
+        }
+        if let Some(secs) = problem.retry_after_secs() {
+            error = error.with_header(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        error
+    }
+
+    /// The error for a domain error, which keeps it as the (logged) cause.
+    pub fn from_domain<E>(error: E) -> Self
+    where
+        E: ToProblem + std::error::Error + Send + Sync + 'static,
+    {
+        Self::from_problem(error.problem()).with_source(error)
+    }
+
+    /// An error with a code of the table and its fixed message.
+    pub fn from_code(code: Code) -> Self {
+        Self::from_problem(Problem::new(code))
     }
 
     /// 404 `not_found`.
     pub fn not_found(detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+        Self::from_code(Code::NotFound).with_detail(detail)
     }
 
-    /// 401 with `WWW-Authenticate: Bearer` (RFC 6750); `error` is the RFC 6750 error code
+    /// The same error with another message.
+    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+
+    /// 401 with one of the table's 401 codes and `WWW-Authenticate: Bearer` (RFC 6750); `error`
+    /// is the RFC 6750 error code
     /// (`invalid_token`) or `None` when no credentials were sent.
-    pub fn unauthorized(
-        code: impl Into<Cow<'static, str>>,
-        detail: impl Into<Cow<'static, str>>,
-        error: Option<&'static str>,
-    ) -> Self {
+    pub fn unauthorized(code: Code, error: Option<&'static str>) -> Self {
         let challenge = match error {
             Some(error) => format!("Bearer error=\"{error}\""),
             None => "Bearer".to_owned(),
         };
         let value = HeaderValue::from_str(&challenge).expect("challenge is ASCII");
-        Self::new(StatusCode::UNAUTHORIZED, code, detail)
-            .with_header(header::WWW_AUTHENTICATE, value)
+        Self::from_code(code).with_header(header::WWW_AUTHENTICATE, value)
     }
 
     /// 403 `forbidden`.
     pub fn forbidden(detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+        Self::from_code(Code::Forbidden).with_detail(detail)
     }
 
     /// 405 `method_not_allowed` with the `Allow` header when the allowed methods are known.
     pub fn method_not_allowed(allowed: &[Method]) -> Self {
-        let error = Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Method not allowed",
-        );
+        let error = Self::from_code(Code::MethodNotAllowed);
         if allowed.is_empty() {
             return error;
         }
@@ -122,21 +149,14 @@ impl ApiError {
         detail: impl Into<Cow<'static, str>>,
         retry_after_secs: u64,
     ) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            detail,
-        )
-        .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs))
+        Self::from_code(Code::ServiceUnavailable)
+            .with_detail(detail)
+            .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs))
     }
 
     /// 500 that hides `source` from the client and logs it.
     pub fn internal(source: impl Into<BoxedSource>) -> Self {
-        let mut error = Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "Internal server error",
-        );
+        let mut error = Self::from_code(Code::Internal);
         error.source = Some(source.into());
         error
     }
@@ -260,6 +280,26 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+// One line per domain error: the mapping to codes is the domain's (`ToProblem`).
+
+impl From<CatalogError> for ApiError {
+    fn from(error: CatalogError) -> Self {
+        Self::from_domain(error)
+    }
+}
+
+impl From<ReceiveError> for ApiError {
+    fn from(error: ReceiveError) -> Self {
+        Self::from_domain(error)
+    }
+}
+
+impl From<RegistrationError> for ApiError {
+    fn from(error: RegistrationError) -> Self {
+        Self::from_domain(error)
+    }
+}
+
 /// Displays an error and its causes, `a: b: c`.
 struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
 
@@ -275,63 +315,36 @@ impl fmt::Display for ErrorChain<'_> {
     }
 }
 
-/// Stable codes for bare statuses, so clients can rely on them.
+/// Stable codes for bare statuses (from the table), so clients can rely on them.
 fn code_for_status(status: StatusCode) -> Cow<'static, str> {
-    let code = match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::NOT_ACCEPTABLE => "not_acceptable",
-        StatusCode::REQUEST_TIMEOUT => "request_timeout",
-        StatusCode::CONFLICT => "conflict",
-        StatusCode::GONE => "gone",
-        StatusCode::LENGTH_REQUIRED => "length_required",
-        StatusCode::PRECONDITION_FAILED => "precondition_failed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::URI_TOO_LONG => "uri_too_long",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::RANGE_NOT_SATISFIABLE => "range_not_satisfiable",
-        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable_entity",
-        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request_header_fields_too_large",
-        StatusCode::INTERNAL_SERVER_ERROR => "internal_error",
-        StatusCode::NOT_IMPLEMENTED => "not_implemented",
-        StatusCode::BAD_GATEWAY => "bad_gateway",
-        StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
-        StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
-        other => return Cow::Owned(format!("http_{}", other.as_u16())),
-    };
-    Cow::Borrowed(code)
+    match Code::for_status(status.as_u16()) {
+        Some(code) => Cow::Borrowed(code.name()),
+        None => Cow::Owned(format!("http_{}", status.as_u16())),
+    }
 }
 
 /// `web::Json` failures: bad syntax 400, wrong shape 422, too large 413, wrong type 415.
 pub fn json_error_handler(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api_error = match &err {
-        JsonPayloadError::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Content-Type must be application/json",
-        ),
+        JsonPayloadError::ContentType => ApiError::from_code(Code::UnsupportedMediaType)
+            .with_detail("Content-Type must be application/json"),
         JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("JSON body is larger than {limit} bytes"),
-        ),
-        JsonPayloadError::Deserialize(inner) if inner.is_data() => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            format!("Invalid request body: {inner}"),
-        ),
-        JsonPayloadError::Deserialize(inner) => {
-            ApiError::bad_request("malformed_json", format!("Malformed JSON body: {inner}"))
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::from_code(Code::PayloadTooLarge)
+                .with_detail(format!("JSON body is larger than {limit} bytes"))
         }
+        JsonPayloadError::Deserialize(inner) if inner.is_data() => {
+            ApiError::from_code(Code::InvalidBody)
+                .with_detail(format!("Invalid request body: {inner}"))
+        }
+        JsonPayloadError::Deserialize(inner) => ApiError::from_code(Code::MalformedJson)
+            .with_detail(format!("Malformed JSON body: {inner}")),
         JsonPayloadError::Payload(_) => {
-            ApiError::bad_request("bad_request", "Could not read the request body")
+            ApiError::from_code(Code::BadRequest).with_detail("Could not read the request body")
         }
-        other => ApiError::bad_request("bad_request", format!("Invalid JSON body: {other}")),
+        other => {
+            ApiError::from_code(Code::BadRequest).with_detail(format!("Invalid JSON body: {other}"))
+        }
     };
     api_error.with_source(err).into()
 }
@@ -342,7 +355,8 @@ pub fn query_error_handler(err: QueryPayloadError, _req: &HttpRequest) -> actix_
         QueryPayloadError::Deserialize(inner) => format!("Invalid query string: {inner}"),
         _ => "Invalid query string".to_owned(),
     };
-    ApiError::bad_request("invalid_query", detail)
+    ApiError::from_code(Code::InvalidQuery)
+        .with_detail(detail)
         .with_source(err)
         .into()
 }
@@ -353,7 +367,8 @@ pub fn path_error_handler(err: PathError, _req: &HttpRequest) -> actix_web::Erro
         PathError::Deserialize(inner) => format!("Invalid path parameter: {inner}"),
         _ => "Invalid path parameter".to_owned(),
     };
-    ApiError::bad_request("invalid_path", detail)
+    ApiError::from_code(Code::InvalidPath)
+        .with_detail(detail)
         .with_source(err)
         .into()
 }

@@ -112,30 +112,22 @@ impl ReadinessCheck for DcsCheck {
     }
 }
 
-/// Redis answers `PING` (only when `REDIS_URL` is set). Optional: without Redis the cache falls
-/// back to its local tier.
-#[derive(Clone)]
-pub struct RedisCheck {
-    client: redis::Client,
+/// The shared cache tier (Redis) answers `PING`, asked through the cache itself (only when
+/// `REDIS_URL` is set). Optional: without Redis the cache falls back to its local tier.
+#[derive(Debug, Clone)]
+pub struct SharedCacheCheck {
+    cache: cache::Cache,
 }
 
-impl Debug for RedisCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisCheck").finish_non_exhaustive()
-    }
-}
-
-impl RedisCheck {
-    /// A check against `url` (the URL may hold a password; it is never logged).
-    pub fn new(url: &str) -> Result<Self, redis::RedisError> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
-        })
+impl SharedCacheCheck {
+    /// Checks the shared tier of `cache`.
+    pub fn new(cache: cache::Cache) -> Self {
+        Self { cache }
     }
 }
 
 #[async_trait]
-impl ReadinessCheck for RedisCheck {
+impl ReadinessCheck for SharedCacheCheck {
     fn name(&self) -> &'static str {
         "redis"
     }
@@ -145,14 +137,13 @@ impl ReadinessCheck for RedisCheck {
     }
 
     async fn check(&self) -> Result<(), String> {
-        let ping = async {
-            let mut conn = self.client.get_multiplexed_async_connection().await?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        };
-        ping.await.map(|_| ()).map_err(|err| {
-            tracing::warn!(error_kind = ?err.kind(), "readiness: Redis check failed");
-            "redis unavailable".to_owned()
-        })
+        match self.cache.ping_shared_tier().await {
+            None | Some(Ok(())) => Ok(()),
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, "readiness: Redis check failed");
+                Err("redis unavailable".to_owned())
+            }
+        }
     }
 }
 

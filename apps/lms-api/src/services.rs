@@ -8,6 +8,7 @@ use dcs_client::{Credentials, DcsApi, DcsClient, DcsConfig, DcsError};
 use domain::catalog::{Catalog, CatalogTtls};
 use domain::webhooks::SignatureVerifier;
 
+use crate::paths::ApiLinks;
 use crate::settings::Settings;
 
 /// Why the services could not be built.
@@ -92,6 +93,7 @@ impl Services {
             dcs.clone(),
             cache.clone(),
             catalog_ttls(settings),
+            Arc::new(ApiLinks),
         ));
         Self {
             dcs,

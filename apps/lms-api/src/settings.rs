@@ -369,10 +369,7 @@ impl Settings {
 
     /// The URL DCS should deliver webhooks to.
     pub fn webhook_callback_url(&self) -> String {
-        format!(
-            "{}/api/v1/webhooks/dream-storage",
-            self.public_url.as_str().trim_end_matches('/')
-        )
+        crate::paths::webhook_callback_url(self.public_url.as_str())
     }
 
     fn read(env: &mut Reader<'_>) -> Self {

@@ -594,6 +594,17 @@ impl Cache {
         }
     }
 
+    /// Whether a shared tier (Redis) is configured.
+    pub fn has_shared_tier(&self) -> bool {
+        self.inner.shared.is_some()
+    }
+
+    /// Checks that the shared tier answers now (`None` without one), for readiness probes.
+    pub async fn ping_shared_tier(&self) -> Option<Result<(), BackendError>> {
+        let shared = self.inner.shared.as_ref()?;
+        Some(shared.ping().await)
+    }
+
     /// Whether the local tier holds an entry under `key` (fresh, stale or not yet swept).
     pub fn local_contains(&self, key: &str) -> bool {
         self.inner.local.contains(key)

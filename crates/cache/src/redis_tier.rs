@@ -321,6 +321,15 @@ impl CacheStore for RedisStore {
         let removed = self.unlink_each("clear", keys).await?;
         Ok(removed.len() as u64)
     }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .map(|_| ())
+            .map_err(|error| BackendError::new(BACKEND, "ping", error.to_string()))
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -116,4 +116,10 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
 
     /// Removes every key of this store; returns how many went.
     async fn clear(&self) -> Result<u64, BackendError>;
+
+    /// Checks that the backend answers now (Redis: `PING`, whatever its breaker says).
+    /// In-process stores always do.
+    async fn ping(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
 }

@@ -10,15 +10,105 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::pin::Pin;
+
+use async_trait::async_trait;
 use bytes::Bytes;
 use cache::{Cache, CacheError, Fetched, Freshness};
 use chrono::{DateTime, Utc};
 use dcs_client::{Book, Conditional, DcsApi, DcsError, Publisher};
+use futures_core::Stream;
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::errors::{Code, Problem, ToProblem, UpstreamError, dcs_is_unavailable};
 use crate::keys;
+use crate::ports::CacheInvalidator;
 use crate::webhooks::Invalidation;
+
+/// The URLs the catalog puts in what it serves (`logo_url`, `cover_url`). The HTTP layer
+/// decides them: it knows its routes and their prefix.
+pub trait CatalogLinks: Send + Sync + fmt::Debug {
+    /// Where a publisher's logo is served.
+    fn publisher_logo(&self, id: i64) -> String;
+    /// Where a book's cover is served.
+    fn book_cover(&self, id: i64) -> String;
+}
+
+/// An image body as it streams from DCS; an item is a chunk or the error that ended it.
+pub type ImageStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static>>;
+
+/// A streamed image (a book cover) with what a proxy passes on.
+pub struct Image {
+    /// `content-type` as DCS sent it.
+    pub content_type: Option<String>,
+    /// `etag` (quoted, as sent).
+    pub etag: Option<String>,
+    /// `content-length`.
+    pub content_length: Option<u64>,
+    /// The body.
+    pub body: ImageStream,
+}
+
+impl Image {
+    /// Reads the whole body into memory.
+    pub async fn bytes(self) -> Result<Bytes, UpstreamError> {
+        let mut body = self.body;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            buf.extend_from_slice(&chunk?);
+        }
+        Ok(buf.freeze())
+    }
+}
+
+impl fmt::Debug for Image {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Image")
+            .field("content_type", &self.content_type)
+            .field("etag", &self.etag)
+            .field("content_length", &self.content_length)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to a conditional image read (`If-None-Match`).
+#[derive(Debug)]
+pub enum ConditionalImage {
+    /// The image.
+    Modified(Image),
+    /// The caller's copy is current.
+    NotModified {
+        /// The ETag DCS sent with its 304.
+        etag: Option<String>,
+    },
+}
+
+impl ConditionalImage {
+    /// `true` for "not modified".
+    pub fn is_not_modified(&self) -> bool {
+        matches!(self, Self::NotModified { .. })
+    }
+}
+
+impl From<Conditional> for ConditionalImage {
+    fn from(answer: Conditional) -> Self {
+        match answer {
+            Conditional::NotModified { etag, .. } => Self::NotModified { etag },
+            Conditional::Modified(download) => Self::Modified(Image {
+                content_type: download.content_type,
+                etag: download.etag,
+                content_length: download.content_length,
+                body: Box::pin(
+                    download
+                        .body
+                        .map(|chunk| chunk.map_err(|e| UpstreamError::from(&e))),
+                ),
+            }),
+        }
+    }
+}
 
 /// How long each kind of DCS data is cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,29 +171,35 @@ pub enum CatalogError {
     InvalidQuery(String),
     /// DCS answered in a way the LMS cannot serve (misconfigured credentials, an unexpected
     /// status, a body that does not parse).
-    #[error("content storage error: {0}")]
-    Upstream(Arc<DcsError>),
+    #[error("{0}")]
+    Upstream(UpstreamError),
 }
 
 impl CatalogError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::NotFound(_) => "not_found",
-            Self::Unavailable { .. } => "content_storage_unavailable",
-            Self::InvalidQuery(_) => "invalid_query",
-            Self::Upstream(e) => e.code(),
-        }
-    }
-
-    fn from_dcs(error: Arc<DcsError>, not_found: &'static str) -> Self {
+    fn from_dcs(error: &DcsError, not_found: &'static str) -> Self {
         if error.is_not_found() {
             Self::NotFound(not_found)
-        } else if error.is_unavailable() || matches!(*error, DcsError::RateLimited { .. }) {
+        } else if dcs_is_unavailable(error) {
             Self::Unavailable {
                 retry_after: error.retry_after(),
             }
         } else {
-            Self::Upstream(error)
+            Self::Upstream(UpstreamError::from(error))
+        }
+    }
+}
+
+impl ToProblem for CatalogError {
+    fn problem(&self) -> Problem {
+        match self {
+            Self::NotFound(detail) => Problem::new(Code::NotFound).with_detail(*detail),
+            Self::InvalidQuery(detail) => {
+                Problem::new(Code::InvalidQuery).with_detail(detail.clone())
+            }
+            Self::Unavailable { retry_after } => {
+                Problem::new(Code::ContentStorageUnavailable).with_retry_after(*retry_after)
+            }
+            Self::Upstream(upstream) => upstream.problem(),
         }
     }
 }
@@ -217,6 +313,7 @@ pub struct Catalog {
     dcs: Arc<dyn DcsApi>,
     cache: Cache,
     ttl: CatalogTtls,
+    links: Arc<dyn CatalogLinks>,
     /// `updated_at` per active publisher as of the last re-sync.
     publisher_versions: Mutex<Option<HashMap<i64, DateTime<Utc>>>>,
 }
@@ -246,11 +343,17 @@ fn to_json<T: Serialize>(value: &T) -> Bytes {
 }
 
 impl Catalog {
-    pub fn new(dcs: Arc<dyn DcsApi>, cache: Cache, ttl: CatalogTtls) -> Self {
+    pub fn new(
+        dcs: Arc<dyn DcsApi>,
+        cache: Cache,
+        ttl: CatalogTtls,
+        links: Arc<dyn CatalogLinks>,
+    ) -> Self {
         Self {
             dcs,
             cache,
             ttl,
+            links,
             publisher_versions: Mutex::new(None),
         }
     }
@@ -279,7 +382,7 @@ impl Catalog {
             .cache
             .get_or_fetch(key, ttl, fetch)
             .await
-            .map_err(|e| CatalogError::from_dcs(e, not_found))?;
+            .map_err(|e| CatalogError::from_dcs(&e, not_found))?;
         let value = lookup.value.ok_or(CatalogError::NotFound(not_found))?;
         Ok(Served {
             value,
@@ -292,7 +395,10 @@ impl Catalog {
         let key = keys::publisher_list();
         self.cached(&key, self.ttl.publishers, "Publisher not found", || async {
             let list = self.dcs.list_publishers().await.map_err(Arc::new)?;
-            Ok(Fetched::Found(render_publishers(&list)))
+            Ok(Fetched::Found(render_publishers(
+                &list,
+                self.links.as_ref(),
+            )))
         })
         .await
     }
@@ -305,9 +411,9 @@ impl Catalog {
             "Publisher not found",
             || async move {
                 match self.dcs.get_publisher(id).await {
-                    Ok(p) if p.status.is_active() => {
-                        Ok(Fetched::Found(to_json(&PublisherView::from(&p))))
-                    }
+                    Ok(p) if p.status.is_active() => Ok(Fetched::Found(to_json(
+                        &PublisherView::new(&p, self.links.as_ref()),
+                    ))),
                     Ok(_) => Ok(Fetched::NotFound),
                     Err(e) => fetch_error(e),
                 }
@@ -364,7 +470,7 @@ impl Catalog {
         let Some(key) = query.view_key() else {
             let source = self.book_source().await?;
             return Ok(Served {
-                value: render_books(&source.value, query)?,
+                value: render_books(&source.value, query, self.links.as_ref())?,
                 freshness: source.freshness,
             });
         };
@@ -379,7 +485,8 @@ impl Catalog {
             .cache
             .get_or_fetch(&key, self.ttl.books, || async {
                 let source = self.book_source().await.map_err(ViewError::Catalog)?;
-                let page = render_books(&source.value, query).map_err(ViewError::Catalog)?;
+                let page = render_books(&source.value, query, self.links.as_ref())
+                    .map_err(ViewError::Catalog)?;
                 if source.is_stale() {
                     Err(ViewError::StaleSource(page))
                 } else {
@@ -410,7 +517,10 @@ impl Catalog {
             "Book not found",
             || async move {
                 match self.dcs.get_book(id).await {
-                    Ok(book) => Ok(Fetched::Found(to_json(&BookView::from(&book)))),
+                    Ok(book) => Ok(Fetched::Found(to_json(&BookView::new(
+                        &book,
+                        self.links.as_ref(),
+                    )))),
                     Err(e) => fetch_error(e),
                 }
             },
@@ -423,17 +533,18 @@ impl Catalog {
         &self,
         id: i64,
         if_none_match: Option<&str>,
-    ) -> Result<Conditional, CatalogError> {
+    ) -> Result<ConditionalImage, CatalogError> {
         let book = self.book(id).await?;
         let location: BookLocation = serde_json::from_slice(&book.value)
-            .map_err(|e| CatalogError::Upstream(Arc::new(decode_error(e))))?;
+            .map_err(|e| CatalogError::Upstream(UpstreamError::from(&decode_error(e))))?;
         let publisher = location
             .publisher
             .ok_or(CatalogError::NotFound("Book cover not found"))?;
         self.dcs
             .book_cover(&publisher, &location.book_name, if_none_match)
             .await
-            .map_err(|e| CatalogError::from_dcs(Arc::new(e), "Book cover not found"))
+            .map(ConditionalImage::from)
+            .map_err(|e| CatalogError::from_dcs(&e, "Book cover not found"))
     }
 
     /// Fetches the publisher and book lists into the cache (start-up warm-up).
@@ -450,7 +561,7 @@ impl Catalog {
             .dcs
             .list_publishers()
             .await
-            .map_err(|e| CatalogError::from_dcs(Arc::new(e), "Publisher not found"))?;
+            .map_err(|e| CatalogError::from_dcs(&e, "Publisher not found"))?;
         let current: HashMap<i64, DateTime<Utc>> =
             list.iter().map(|p| (p.id, p.updated_at)).collect();
         let previous = self
@@ -498,7 +609,7 @@ impl Catalog {
         self.cache
             .insert(
                 &keys::publisher_list(),
-                Fetched::Found(render_publishers(&list)),
+                Fetched::Found(render_publishers(&list, self.links.as_ref())),
                 self.ttl.publishers,
             )
             .await;
@@ -526,28 +637,50 @@ impl Catalog {
     }
 }
 
+#[async_trait]
+impl CacheInvalidator for Catalog {
+    async fn invalidate(&self, plan: &[Invalidation]) -> Result<u64, CacheError> {
+        Catalog::invalidate(self, plan).await
+    }
+}
+
 fn decode_error(e: serde_json::Error) -> DcsError {
     DcsError::Decode {
         message: e.to_string(),
     }
 }
 
-/// A publisher as the LMS shows it: the logo URL points at the LMS.
-#[derive(Serialize)]
-struct PublisherView<'a> {
-    id: i64,
-    name: &'a str,
-    display_name: Option<&'a str>,
-    description: Option<&'a str>,
-    contact_email: Option<&'a str>,
-    status: &'a str,
-    logo_url: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+/// A publisher as the LMS shows it: the logo URL points at the LMS. This is the one wire shape
+/// of a publisher; the OpenAPI schema is derived from it (feature `openapi`).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Publisher))]
+pub struct PublisherView<'a> {
+    /// DCS publisher id.
+    pub id: i64,
+    /// The publisher's name (its storage folder in DCS).
+    pub name: &'a str,
+    /// The name to show.
+    pub display_name: Option<&'a str>,
+    /// Free text.
+    pub description: Option<&'a str>,
+    /// Contact address.
+    pub contact_email: Option<&'a str>,
+    /// `active` (others are hidden).
+    pub status: &'a str,
+    /// Where the LMS serves the logo, e.g. `/api/v1/publishers/{id}/logo`.
+    pub logo_url: String,
+    /// Creation time (ISO 8601).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub created_at: DateTime<Utc>,
+    /// Last update (ISO 8601).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub updated_at: DateTime<Utc>,
 }
 
-impl<'a> From<&'a Publisher> for PublisherView<'a> {
-    fn from(p: &'a Publisher) -> Self {
+impl<'a> PublisherView<'a> {
+    /// The view of `p`, with links from `links`.
+    pub fn new(p: &'a Publisher, links: &dyn CatalogLinks) -> Self {
         Self {
             id: p.id,
             name: &p.name,
@@ -555,41 +688,62 @@ impl<'a> From<&'a Publisher> for PublisherView<'a> {
             description: p.description.as_deref(),
             contact_email: p.contact_email.as_deref(),
             status: p.status.as_str(),
-            logo_url: format!("/api/v1/publishers/{}/logo", p.id),
+            logo_url: links.publisher_logo(p.id),
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
     }
 }
 
-/// A book as the LMS shows it: the cover URL points at the LMS.
-#[derive(Serialize)]
-struct BookView<'a> {
-    id: i64,
-    publisher_id: i64,
-    publisher: Option<&'a str>,
-    book_name: &'a str,
-    book_title: Option<&'a str>,
-    cover_url: String,
-    activity_count: Option<i64>,
-    activity_details: Option<&'a Map<String, Value>>,
-    total_size: Option<i64>,
-    language: &'a str,
-    category: Option<&'a str>,
-    status: &'a str,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+/// A book as the LMS shows it: the cover URL points at the LMS. This is the one wire shape of
+/// a book; the OpenAPI schema is derived from it (feature `openapi`).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Book))]
+pub struct BookView<'a> {
+    /// DCS book id.
+    pub id: i64,
+    /// DCS publisher id.
+    pub publisher_id: i64,
+    /// The publisher's name.
+    pub publisher: Option<&'a str>,
+    /// The book's folder name in DCS.
+    pub book_name: &'a str,
+    /// The title to show.
+    pub book_title: Option<&'a str>,
+    /// Where the LMS serves the cover, e.g. `/api/v1/books/{id}/cover`.
+    pub cover_url: String,
+    /// Number of activities.
+    pub activity_count: Option<i64>,
+    /// Activities per type, e.g. `{"dragdroppicture": 1}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub activity_details: Option<&'a Map<String, Value>>,
+    /// Size of the book's files in bytes.
+    pub total_size: Option<i64>,
+    /// Language code.
+    pub language: &'a str,
+    /// Subject.
+    pub category: Option<&'a str>,
+    /// `draft`, `published` or `archived`.
+    pub status: &'a str,
+    /// Creation time (ISO 8601).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub created_at: DateTime<Utc>,
+    /// Last update (ISO 8601).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub updated_at: DateTime<Utc>,
 }
 
-impl<'a> From<&'a Book> for BookView<'a> {
-    fn from(b: &'a Book) -> Self {
+impl<'a> BookView<'a> {
+    /// The view of `b`, with links from `links`.
+    pub fn new(b: &'a Book, links: &dyn CatalogLinks) -> Self {
         Self {
             id: b.id,
             publisher_id: b.publisher_id,
             publisher: b.publisher.as_deref(),
             book_name: &b.book_name,
             book_title: b.book_title.as_deref(),
-            cover_url: format!("/api/v1/books/{}/cover", b.id),
+            cover_url: links.book_cover(b.id),
             activity_count: b.activity_count,
             activity_details: b.activity_details.as_ref(),
             total_size: b.total_size,
@@ -609,43 +763,59 @@ struct BookLocation {
     book_name: String,
 }
 
-fn render_publishers(list: &[Publisher]) -> Bytes {
-    #[derive(Serialize)]
-    struct Page<'a> {
-        items: Vec<PublisherView<'a>>,
-        total: usize,
-    }
+/// `GET /publishers`: the active publishers.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PublisherPage<'a> {
+    /// The publishers.
+    pub items: Vec<PublisherView<'a>>,
+    /// How many there are.
+    pub total: usize,
+}
+
+/// `GET /books`: one page of the books matching a query.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BookPage<'a> {
+    /// The books of this page.
+    pub items: Vec<BookView<'a>>,
+    /// Books matching the filters (before paging).
+    pub total: usize,
+    /// Books skipped.
+    pub skip: u64,
+    /// Page size.
+    pub limit: u64,
+}
+
+fn render_publishers(list: &[Publisher], links: &dyn CatalogLinks) -> Bytes {
     let items: Vec<_> = list
         .iter()
         .filter(|p| p.status.is_active())
-        .map(PublisherView::from)
+        .map(|p| PublisherView::new(p, links))
         .collect();
-    to_json(&Page {
+    to_json(&PublisherPage {
         total: items.len(),
         items,
     })
 }
 
-fn render_books(source: &[u8], query: &BookQuery) -> Result<Bytes, CatalogError> {
-    #[derive(Serialize)]
-    struct Page<'a> {
-        items: Vec<BookView<'a>>,
-        total: usize,
-        skip: u64,
-        limit: u64,
-    }
+fn render_books(
+    source: &[u8],
+    query: &BookQuery,
+    links: &dyn CatalogLinks,
+) -> Result<Bytes, CatalogError> {
     let books: Vec<Book> = serde_json::from_slice(source)
-        .map_err(|e| CatalogError::Upstream(Arc::new(decode_error(e))))?;
+        .map_err(|e| CatalogError::Upstream(UpstreamError::from(&decode_error(e))))?;
     let matching: Vec<&Book> = books.iter().filter(|b| query.matches(b)).collect();
     let skip = usize::try_from(query.skip).unwrap_or(usize::MAX);
     let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-    Ok(to_json(&Page {
+    Ok(to_json(&BookPage {
         total: matching.len(),
         items: matching
             .into_iter()
             .skip(skip)
             .take(limit)
-            .map(BookView::from)
+            .map(|b| BookView::new(b, links))
             .collect(),
         skip: query.skip,
         limit: query.limit,

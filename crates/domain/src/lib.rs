@@ -5,6 +5,15 @@ pub mod activities;
 pub mod asset_path;
 pub mod catalog;
 pub mod config_transform;
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+pub mod errors;
 pub mod keys;
+pub mod leases;
 pub mod linker;
+pub mod memory;
+pub mod ports;
+pub mod webhook_log;
+pub mod webhook_receiver;
+pub mod webhook_registration;
 pub mod webhooks;

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::errors::{Code, Problem, ToProblem};
 use crate::keys;
 
 /// Header DCS puts the signature in.
@@ -24,13 +25,13 @@ pub enum WebhookError {
     MalformedBody(String),
 }
 
-impl WebhookError {
-    /// Stable code for API responses.
-    pub fn code(&self) -> &'static str {
+impl ToProblem for WebhookError {
+    fn problem(&self) -> Problem {
         match self {
-            Self::MissingSignature => "webhook_signature_missing",
-            Self::InvalidSignature => "webhook_signature_invalid",
-            Self::MalformedBody(_) => "webhook_body_malformed",
+            Self::MissingSignature => Problem::new(Code::WebhookSignatureMissing),
+            Self::InvalidSignature => Problem::new(Code::WebhookSignatureInvalid),
+            Self::MalformedBody(reason) => Problem::new(Code::WebhookBodyMalformed)
+                .with_detail(format!("Malformed webhook body: {reason}")),
         }
     }
 }

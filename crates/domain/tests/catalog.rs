@@ -5,11 +5,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache::{Cache, CacheConfig, Freshness, ManualClock};
-use dcs_client::{Conditional, Credentials, DcsClient, DcsConfig, RetryConfig};
+use dcs_client::{Credentials, DcsClient, DcsConfig, RetryConfig};
 use dcs_mock::{BookUpdate, Fault, MockConfig, MockDcs, NewBook, PublisherUpdate};
-use domain::catalog::{BookQuery, Catalog, CatalogError, CatalogTtls};
+use domain::catalog::{
+    BookQuery, Catalog, CatalogError, CatalogLinks, CatalogTtls, ConditionalImage,
+};
 use domain::webhooks::WebhookEvent;
 use serde_json::Value;
+
+/// The links the HTTP layer hands out.
+#[derive(Debug)]
+struct ApiLinks;
+
+impl CatalogLinks for ApiLinks {
+    fn publisher_logo(&self, id: i64) -> String {
+        format!("/api/v1/publishers/{id}/logo")
+    }
+
+    fn book_cover(&self, id: i64) -> String {
+        format!("/api/v1/books/{id}/cover")
+    }
+}
 
 struct Setup {
     dcs: MockDcs,
@@ -34,7 +50,12 @@ async fn setup() -> Setup {
     let cache = Cache::builder(CacheConfig::default())
         .clock(clock.clone())
         .build();
-    let catalog = Catalog::new(Arc::new(client), cache, CatalogTtls::default());
+    let catalog = Catalog::new(
+        Arc::new(client),
+        cache,
+        CatalogTtls::default(),
+        Arc::new(ApiLinks),
+    );
     Setup {
         dcs,
         clock,
@@ -228,7 +249,7 @@ async fn logo_is_cached_with_type_and_etag_and_cover_supports_304() {
     assert_eq!(again.freshness, Freshness::Fresh);
     assert_eq!(again.value, logo.value);
 
-    let Conditional::Modified(cover) = s.catalog.book_cover(1, None).await.unwrap() else {
+    let ConditionalImage::Modified(cover) = s.catalog.book_cover(1, None).await.unwrap() else {
         panic!("expected the cover");
     };
     let etag = cover.etag.clone().unwrap();

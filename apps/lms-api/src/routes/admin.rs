@@ -5,9 +5,9 @@ use cache::CacheStats;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::auth::{AdminOnly, RequireRole};
 use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
 
 /// Which instances an answer covers.
 #[derive(Debug, Serialize, ToSchema)]

@@ -8,47 +8,16 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use bytes::Bytes;
 use cache::Freshness;
-use dcs_client::Conditional;
-use domain::catalog::{BookQuery, CatalogError, Served};
+use domain::catalog::{
+    BookPage, BookQuery, BookView, ConditionalImage, PublisherPage, PublisherView, Served,
+};
 use futures_util::TryStreamExt as _;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
-
-/// The detail of every 503 caused by DCS (fixed by the interface).
-pub const UNAVAILABLE_DETAIL: &str = "Content storage temporarily unavailable. Please try again.";
-/// `Retry-After` when DCS gave no better hint.
-const DEFAULT_RETRY_AFTER_SECS: u64 = 30;
-
-impl From<CatalogError> for ApiError {
-    fn from(error: CatalogError) -> Self {
-        match error {
-            CatalogError::NotFound(detail) => ApiError::not_found(detail),
-            CatalogError::InvalidQuery(detail) => ApiError::bad_request("invalid_query", detail),
-            CatalogError::Unavailable { retry_after } => {
-                let secs = retry_after.map_or(DEFAULT_RETRY_AFTER_SECS, |d| {
-                    d.as_secs_f64().ceil().max(1.0) as u64
-                });
-                ApiError::new(
-                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "content_storage_unavailable",
-                    UNAVAILABLE_DETAIL,
-                )
-                .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
-            }
-            CatalogError::Upstream(source) => ApiError::new(
-                actix_web::http::StatusCode::BAD_GATEWAY,
-                "content_storage_error",
-                "Content storage returned an unexpected answer.",
-            )
-            .with_field("upstream_code", source.code())
-            .with_source(source),
-        }
-    }
-}
+use crate::state::AppState;
 
 fn x_cache(freshness: Freshness) -> (header::HeaderName, HeaderValue) {
     (
@@ -94,7 +63,7 @@ fn private_max_age(max_age: std::time::Duration) -> String {
     tag = "catalog",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "`{items, total}` of active publishers; `X-Cache` says how it was served", body = PublisherPageDoc),
+        (status = 200, description = "`{items, total}` of active publishers; `X-Cache` says how it was served", body = PublisherPage),
         (status = 401, body = ErrorBody),
         (status = 503, description = "DCS unavailable and nothing cached", body = ErrorBody),
     )
@@ -113,7 +82,7 @@ pub async fn list_publishers(
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "DCS publisher id")),
     responses(
-        (status = 200, description = "The publisher", body = PublisherDoc),
+        (status = 200, description = "The publisher", body = PublisherView),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -190,7 +159,7 @@ pub struct BooksParams {
     security(("bearer" = [])),
     params(BooksParams),
     responses(
-        (status = 200, description = "`{items, total, skip, limit}`; `X-Cache` says how it was served", body = BookPageDoc),
+        (status = 200, description = "`{items, total, skip, limit}`; `X-Cache` says how it was served", body = BookPage),
         (status = 400, description = "Invalid query parameters", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -219,7 +188,7 @@ pub async fn list_books(
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "DCS book id")),
     responses(
-        (status = 200, description = "The book", body = BookDoc),
+        (status = 200, description = "The book", body = BookView),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -275,10 +244,10 @@ pub async fn book_cover(
             .finish()
     };
     match cover {
-        Conditional::NotModified { etag, .. } => Ok(not_modified(etag)),
+        ConditionalImage::NotModified { etag } => Ok(not_modified(etag)),
         // DCS compares `If-None-Match` as one exact string; a list or a weak tag that matches
         // its ETag still means the client's copy is current.
-        Conditional::Modified(download)
+        ConditionalImage::Modified(download)
             if download
                 .etag
                 .as_deref()
@@ -286,7 +255,7 @@ pub async fn book_cover(
         {
             Ok(not_modified(download.etag.clone()))
         }
-        Conditional::Modified(download) => {
+        ConditionalImage::Modified(download) => {
             let mut response = HttpResponse::Ok();
             response.insert_header((
                 header::CONTENT_TYPE,
@@ -308,69 +277,6 @@ pub async fn book_cover(
             Ok(response.streaming(body))
         }
     }
-}
-
-// Schemas for the OpenAPI document (the handlers write cached bytes, not these types).
-
-/// A publisher as the LMS shows it.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct PublisherDoc {
-    id: i64,
-    name: String,
-    display_name: Option<String>,
-    description: Option<String>,
-    contact_email: Option<String>,
-    /// `active` (others are hidden).
-    status: String,
-    /// `/api/v1/publishers/{id}/logo`.
-    logo_url: String,
-    created_at: String,
-    updated_at: String,
-}
-
-/// `GET /publishers`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct PublisherPageDoc {
-    items: Vec<PublisherDoc>,
-    total: u64,
-}
-
-/// A book as the LMS shows it.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct BookDoc {
-    id: i64,
-    publisher_id: i64,
-    /// The publisher's name.
-    publisher: Option<String>,
-    book_name: String,
-    book_title: Option<String>,
-    /// `/api/v1/books/{id}/cover`.
-    cover_url: String,
-    activity_count: Option<i64>,
-    /// Activities per type, e.g. `{"dragdroppicture": 1}`.
-    #[schema(value_type = Option<Object>)]
-    activity_details: Option<()>,
-    total_size: Option<i64>,
-    language: String,
-    category: Option<String>,
-    /// `draft`, `published` or `archived`.
-    status: String,
-    created_at: String,
-    updated_at: String,
-}
-
-/// `GET /books`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct BookPageDoc {
-    items: Vec<BookDoc>,
-    /// Books matching the filters (before paging).
-    total: u64,
-    skip: u64,
-    limit: u64,
 }
 
 #[cfg(test)]

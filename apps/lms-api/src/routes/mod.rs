@@ -15,9 +15,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::error::ErrorBody;
-
-/// Prefix of the versioned API.
-pub const API_PREFIX: &str = "/api/v1";
+use crate::paths::API_PREFIX;
 
 /// Name of the bearer security scheme in the OpenAPI document.
 pub const BEARER_SCHEME: &str = "bearer";

@@ -3,15 +3,15 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, post, web};
+use domain::webhook_receiver::{MAX_BODY_BYTES, Receipt, ReceiveError};
+use domain::webhook_registration::RegistrationOutcome;
 use domain::webhooks::SIGNATURE_HEADER;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::auth::{AdminOnly, RequireRole};
 use crate::error::{ApiError, ErrorBody};
-use crate::webhook_registration::{RegistrationOutcome, WebhookRegistrar};
-use crate::webhooks::{MAX_BODY_BYTES, Receipt, ReceiveError};
+use crate::state::AppState;
 
 /// A DCS delivery, for the documentation only: the handler verifies the raw bytes and never
 /// re-serialises them.
@@ -111,7 +111,7 @@ pub async fn register_webhook(
     _admin: RequireRole<AdminOnly>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<RegistrationOutcome>, ApiError> {
-    let registrar = WebhookRegistrar::from_state(&state, "admin");
+    let registrar = state.webhook_registrar("admin");
     // Its own task, so that a client hanging up cannot stop it between taking and releasing
     // the lease (which would block registration until the lease lapses).
     let outcome = tokio::spawn(async move { registrar.register().await })

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use domain::activities::{ActivityRepository, conformance, parse_activities};
-use lms_api::activity_repository::DbActivityRepository;
+use lms_api::db::SqlActivityStore;
 
 use crate::support::{TestDatabase, on_both_databases};
 
@@ -17,13 +17,13 @@ fn sample_config() -> serde_json::Value {
 }
 
 async fn repository_contract(database: TestDatabase) {
-    let repo = DbActivityRepository::new(database.db.clone());
+    let repo = SqlActivityStore::new(database.db.clone());
     conformance::check(&repo).await.expect("contract holds");
 }
 on_both_databases!(repository_contract);
 
 async fn ids_are_stable_across_reimports(database: TestDatabase) {
-    let repo = DbActivityRepository::new(database.db.clone());
+    let repo = SqlActivityStore::new(database.db.clone());
     let parsed = parse_activities(1, &sample_config()).expect("sample parses");
     assert!(!parsed.is_empty());
 
@@ -51,7 +51,7 @@ async fn ids_are_stable_across_reimports(database: TestDatabase) {
 on_both_databases!(ids_are_stable_across_reimports);
 
 async fn concurrent_imports_of_one_book_converge(database: TestDatabase) {
-    let repo = Arc::new(DbActivityRepository::new(database.db.clone()));
+    let repo = Arc::new(SqlActivityStore::new(database.db.clone()));
     let parsed = parse_activities(1, &sample_config()).expect("sample parses");
     let tasks: Vec<_> = (0..4)
         .map(|_| {

@@ -1,7 +1,7 @@
 //! Schema behaviour on both databases: migrations and the webhook event log constraints.
 
 use chrono::{TimeZone, Utc};
-use lms_api::entities::webhook_event_log::{self, WebhookEventStatus};
+use lms_api::db::entities::webhook_event_log::{self, WebhookEventStatus};
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
 use uuid::Uuid;

@@ -7,7 +7,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::test as actix_test;
 use chrono::{DateTime, Utc};
-use lms_api::clock::Clock;
+use domain::ports::Clock;
 use lms_api::settings::DatabaseUrl;
 use lms_api::{AppState, Settings};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};

@@ -11,13 +11,14 @@ use dcs_client::{
     WebhookSubscriptionUpdate,
 };
 use dcs_mock::Fault;
-use lms_api::auth::Role;
-use lms_api::leader_lock::LeaderLocks;
-use lms_api::services::{cache_config, dcs_config};
-use lms_api::webhook_registration::{
+use domain::leases::LeaderLocks;
+use domain::webhook_registration::{
     REGISTRATION_LEASE, REGISTRATION_LOCK, RegistrationAction, RegistrationError, StartupOutcome,
-    StartupRetry, WebhookRegistrar,
+    StartupRetry,
 };
+use lms_api::auth::Role;
+use lms_api::db::SqlLeaseStore;
+use lms_api::services::{cache_config, dcs_config};
 use lms_api::{AppState, create_app};
 
 use crate::support::{TestDatabase, header, json_body, on_both_databases};
@@ -129,7 +130,7 @@ async fn admin_registration_creates_then_leaves_alone(database: TestDatabase) {
 
     // The lease is given back after each registration.
     assert_eq!(
-        LeaderLocks::new(state.db.clone())
+        LeaderLocks::new(SqlLeaseStore::new(state.db.clone()))
             .current(REGISTRATION_LOCK)
             .await
             .unwrap(),
@@ -141,13 +142,13 @@ on_both_databases!(admin_registration_creates_then_leaves_alone);
 async fn registration_repairs_secret_activation_filter_and_duplicates(database: TestDatabase) {
     let Fixture { dcs: _dcs, state } = fixture(&database).await;
     let api = state.services.dcs.clone();
-    let registrar = WebhookRegistrar::from_state(&state, "test");
+    let registrar = state.webhook_registrar("test");
 
     // Registered earlier with another secret, then deactivated.
     let old = api
         .create_webhook(
             &WebhookSubscriptionCreate::new(CALLBACK, OTHER_SECRET)
-                .event_types(&lms_api::webhook_registration::SUBSCRIBED_EVENTS),
+                .event_types(&domain::webhook_registration::SUBSCRIBED_EVENTS),
         )
         .await
         .unwrap();
@@ -266,7 +267,7 @@ async fn admin_registration_when_dcs_is_down_is_503(database: TestDatabase) {
     );
     // The lease is not left behind.
     assert_eq!(
-        LeaderLocks::new(state.db.clone())
+        LeaderLocks::new(SqlLeaseStore::new(state.db.clone()))
             .current(REGISTRATION_LOCK)
             .await
             .unwrap(),
@@ -279,7 +280,7 @@ async fn startup_registration_retries_until_dcs_answers(database: TestDatabase) 
     let Fixture { dcs, state } = fixture(&database).await;
     // The client retries a GET three times itself; six failures outlast its first call.
     dcs.inject("GET /webhooks/", Fault::Status(503), Some(6));
-    let registrar = WebhookRegistrar::from_state(&state, "startup");
+    let registrar = state.webhook_registrar("startup");
 
     match registrar.register_at_startup(&fast_startup_retry(5)).await {
         StartupOutcome::Registered(outcome) => {
@@ -290,7 +291,7 @@ async fn startup_registration_retries_until_dcs_answers(database: TestDatabase) 
     assert!(dcs.request_count("GET /webhooks/") >= 7);
     assert_eq!(subscriptions(&state).await.len(), 1);
     assert_eq!(
-        LeaderLocks::new(state.db.clone())
+        LeaderLocks::new(SqlLeaseStore::new(state.db.clone()))
             .current(REGISTRATION_LOCK)
             .await
             .unwrap(),
@@ -312,7 +313,7 @@ on_both_databases!(startup_registration_retries_until_dcs_answers);
 async fn only_the_lease_holder_registers(database: TestDatabase) {
     let Fixture { dcs, state } = fixture(&database).await;
     let app = actix_test::init_service(create_app(state.clone())).await;
-    let locks = LeaderLocks::new(state.db.clone());
+    let locks = LeaderLocks::new(SqlLeaseStore::new(state.db.clone()));
 
     // Another instance is registering right now.
     locks
@@ -320,7 +321,7 @@ async fn only_the_lease_holder_registers(database: TestDatabase) {
         .await
         .unwrap()
         .expect("free lease");
-    let registrar = WebhookRegistrar::from_state(&state, "startup");
+    let registrar = state.webhook_registrar("startup");
     assert!(matches!(
         registrar.register_at_startup(&fast_startup_retry(3)).await,
         StartupOutcome::Skipped
@@ -343,8 +344,8 @@ async fn only_the_lease_holder_registers(database: TestDatabase) {
     );
 
     // Two instances starting together: one subscription.
-    let first = WebhookRegistrar::from_state(&state, "instance-a");
-    let second = WebhookRegistrar::from_state(&state, "instance-b");
+    let first = state.webhook_registrar("instance-a");
+    let second = state.webhook_registrar("instance-b");
     let retry = fast_startup_retry(3);
     let (a, b) = futures_util::future::join(
         first.register_at_startup(&retry),
@@ -403,7 +404,8 @@ async fn an_api_key_alone_cannot_register() {
     );
 
     // Not retried at start-up: it cannot get better by waiting.
-    match WebhookRegistrar::from_state(&state, "startup")
+    match state
+        .webhook_registrar("startup")
         .register_at_startup(&fast_startup_retry(5))
         .await
     {
@@ -478,8 +480,7 @@ async fn the_webhook_secret_never_reaches_logs_or_answers() {
     }
     assert!(
         !format!("{:?}", state.webhooks).contains(RECORDED_SECRET)
-            && !format!("{:?}", WebhookRegistrar::from_state(&state, "debug"))
-                .contains(RECORDED_SECRET)
+            && !format!("{:?}", state.webhook_registrar("debug")).contains(RECORDED_SECRET)
     );
 }
 
@@ -489,7 +490,7 @@ async fn startup_task_registers_in_the_background() {
         .await
         .expect("SQLite");
     let Fixture { dcs: _dcs, state } = fixture(&database).await;
-    let task = lms_api::webhook_registration::start(&state);
+    let task = lms_api::webhooks::startup_registration::start(state.webhook_registrar("startup"));
     // The default backoff is seconds long, but the fake DCS answers at once.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -15,12 +15,14 @@ use cache::{BackendError, Cache, CacheStore, SegmentPrefix, StoredEntry};
 use chrono::{TimeZone, Utc};
 use dcs_client::{DcsApi, DcsConfig};
 use dcs_mock::{BookUpdate, MockConfig, MockDcs, PublisherUpdate};
+use domain::ports::{DeliveryOutcome, DeliveryStatus};
+use domain::webhook_log::{DeliveryLog, NewDelivery};
+use domain::webhook_receiver::{MAX_BODY_BYTES, ReceiverTiming};
+use domain::webhook_registration::RegistrationAction;
 use domain::webhooks::{SIGNATURE_HEADER, SignatureVerifier, body_digest};
-use lms_api::entities::webhook_event_log::{self, WebhookEventStatus};
+use lms_api::db::SqlDeliveryStore;
+use lms_api::db::entities::webhook_event_log::{self, WebhookEventStatus};
 use lms_api::services::{Services, cache_config, dcs_config};
-use lms_api::webhook_events::{NewWebhookEvent, WebhookEvents};
-use lms_api::webhook_registration::{RegistrationAction, WebhookRegistrar};
-use lms_api::webhooks::{DeliveryOutcome, MAX_BODY_BYTES, ReceiverTiming};
 use lms_api::{AppState, Settings, create_app};
 use sea_orm::EntityTrait;
 
@@ -412,7 +414,7 @@ async fn signed_but_malformed_bodies_are_400_and_logged_failed(database: TestDat
             .unwrap()
             .expect("malformed deliveries are logged too");
         assert_eq!(row.id.to_string(), event_id);
-        assert_eq!(row.status, WebhookEventStatus::Failed);
+        assert_eq!(row.status, DeliveryStatus::Failed);
         assert_eq!(row.event_type, event_type);
         assert!(
             row.error
@@ -554,7 +556,8 @@ async fn deliveries_from_dcs_reach_the_running_lms(database: TestDatabase) {
     let server_handle = server.handle();
     actix_web::rt::spawn(server);
 
-    let outcome = WebhookRegistrar::from_state(&state, "test")
+    let outcome = state
+        .webhook_registrar("test")
         .register()
         .await
         .expect("register with the fake DCS");
@@ -746,7 +749,7 @@ async fn incomplete_invalidation_is_503_and_processed_again_on_retry(database: T
         .await
         .unwrap()
         .expect("row");
-    assert_eq!(row.status, WebhookEventStatus::Failed);
+    assert_eq!(row.status, DeliveryStatus::Failed);
     assert!(
         row.error
             .as_deref()
@@ -771,7 +774,7 @@ async fn incomplete_invalidation_is_503_and_processed_again_on_retry(database: T
         .await
         .unwrap()
         .expect("row");
-    assert_eq!(row.status, WebhookEventStatus::Processed);
+    assert_eq!(row.status, DeliveryStatus::Processed);
     assert_eq!(row.error, None);
     assert_eq!(book_title(&state, 1).await, "After the outage");
 
@@ -794,7 +797,7 @@ async fn abandoned_processing_is_waited_for_then_taken_over(database: TestDataba
         in_progress_wait: Duration::from_millis(60),
         poll_interval: Duration::from_millis(10),
     };
-    let events = WebhookEvents::with_clock(state.db.clone(), clock.clone());
+    let events = DeliveryLog::with_clock(SqlDeliveryStore::new(state.db.clone()), clock.clone());
     state.webhooks = state
         .webhooks
         .clone()
@@ -808,7 +811,7 @@ async fn abandoned_processing_is_waited_for_then_taken_over(database: TestDataba
     let payload = String::from_utf8(body.clone()).unwrap();
     let crashed = match events
         .claim(
-            &NewWebhookEvent {
+            &NewDelivery {
                 body_sha256: &digest,
                 event_type: "book.deleted",
                 payload: &payload,
@@ -818,7 +821,7 @@ async fn abandoned_processing_is_waited_for_then_taken_over(database: TestDataba
         .await
         .unwrap()
     {
-        lms_api::webhook_events::Claim::New(record) => record,
+        domain::webhook_log::Claim::New(record) => record,
         other => panic!("expected a new claim, got {other:?}"),
     };
 
@@ -841,7 +844,7 @@ async fn abandoned_processing_is_waited_for_then_taken_over(database: TestDataba
     // The dead processor's late outcome does not overwrite it.
     assert!(!events.mark_failed(&crashed, "late").await.unwrap());
     let row = events.find(crashed.id).await.unwrap().expect("row");
-    assert_eq!(row.status, WebhookEventStatus::Processed);
+    assert_eq!(row.status, DeliveryStatus::Processed);
     assert_eq!(
         state
             .webhooks

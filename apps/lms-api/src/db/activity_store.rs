@@ -17,15 +17,15 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::entities::activity::{ActiveModel, Column, Entity, Model};
+use crate::db::entities::activity::{ActiveModel, Column, Entity, Model};
 
 /// Activities in the LMS database.
 #[derive(Debug, Clone)]
-pub struct DbActivityRepository {
+pub struct SqlActivityStore {
     db: DatabaseConnection,
 }
 
-impl DbActivityRepository {
+impl SqlActivityStore {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
@@ -103,7 +103,7 @@ const CONTENT_COLUMNS: [Column; 7] = [
 ];
 
 #[async_trait]
-impl ActivityRepository for DbActivityRepository {
+impl ActivityRepository for SqlActivityStore {
     async fn replace_for_book(
         &self,
         book_id: i64,

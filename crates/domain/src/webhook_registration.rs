@@ -6,13 +6,13 @@
 //!   Missing: created. Present with another secret, inactive, or another event filter:
 //!   updated. Several for the same URL (left by an earlier race): the oldest is kept and the
 //!   others are deleted, since each would deliver every event once more.
-//! - **One instance at a time.** Registration runs under the database lease
+//! - **One instance at a time.** Registration runs under the lease
 //!   [`REGISTRATION_LOCK`]; an instance that finds it taken skips (at start-up) or answers
 //!   `409` (admin endpoint). Two registrations at once could otherwise both create.
 //! - **Credentials.** DCS refuses API keys on `/webhooks/*`; the DCS client logs in with the
 //!   configured e-mail and password. Without them DCS cannot be asked at all
 //!   (`dcs_api_key_unsupported`).
-//! - **At start-up** ([`start`]) it runs in the background, retrying with backoff while DCS is
+//! - **At start-up** ([`WebhookRegistrar::register_at_startup`]) it runs in the background, retrying with backoff while DCS is
 //!   unreachable, so the server starts serving at once.
 //!
 //! The secret is sent to DCS and compared with what DCS returns; it is never logged or returned.
@@ -22,21 +22,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
 use dcs_client::{
-    DcsApi, DcsError, WebhookEventType, WebhookSubscription, WebhookSubscriptionCreate,
+    DcsError, WebhookEventType, WebhookSubscription, WebhookSubscriptionCreate,
     WebhookSubscriptionUpdate,
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
-use tokio::task::JoinHandle;
-use utoipa::ToSchema;
 
-use crate::app::AppState;
-use crate::error::ApiError;
-use crate::leader_lock::{LeaderLockError, LeaderLocks};
-use crate::routes::catalog::UNAVAILABLE_DETAIL;
+use crate::errors::{Code, Problem, ToProblem, dcs_is_unavailable};
+use crate::leases::{LeaderLockError, LeaderLocks};
+use crate::ports::SubscriptionApi;
 
 /// Name of the lease registration runs under.
 pub const REGISTRATION_LOCK: &str = "dcs-webhook-registration";
@@ -59,13 +53,9 @@ pub const SUBSCRIBED_EVENTS: [WebhookEventType; 6] = [
 /// Description given to a subscription the LMS creates.
 const SUBSCRIPTION_DESCRIPTION: &str = "Dream LMS: cache invalidation of DCS content";
 
-/// `Retry-After` (seconds) when DCS gave no better hint.
-const DEFAULT_RETRY_AFTER_SECS: u64 = 30;
-/// `Retry-After` (seconds) while another instance registers.
-const BUSY_RETRY_AFTER_SECS: u64 = 5;
-
 /// What a registration changed in DCS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RegistrationAction {
     /// No subscription for the callback URL existed; one was created.
@@ -78,7 +68,8 @@ pub enum RegistrationAction {
 }
 
 /// The result of a registration. Never contains the secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegistrationOutcome {
     /// What was done.
     pub action: RegistrationAction,
@@ -87,8 +78,8 @@ pub struct RegistrationOutcome {
     /// The callback URL DCS delivers to.
     pub url: String,
     /// The events DCS delivers.
-    #[schema(example = json!(["book.created", "book.updated", "book.deleted",
-        "publisher.created", "publisher.updated", "publisher.deleted"]))]
+    #[cfg_attr(feature = "openapi", schema(example = json!(["book.created", "book.updated",
+        "book.deleted", "publisher.created", "publisher.updated", "publisher.deleted"])))]
     pub events: Vec<String>,
     /// Ids of further subscriptions for the same URL that were deleted.
     pub removed_duplicates: Vec<i64>,
@@ -112,74 +103,35 @@ impl RegistrationError {
     /// Whether trying again later may succeed (DCS or the database unreachable).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Busy | Self::Lease(LeaderLockError::Database(_)) => true,
+            Self::Busy | Self::Lease(LeaderLockError::Storage(_)) => true,
             Self::Lease(_) => false,
-            Self::Dcs(error) => {
-                error.is_unavailable() || matches!(error, DcsError::RateLimited { .. })
-            }
+            Self::Dcs(error) => dcs_is_unavailable(error),
         }
     }
 
-    /// A stable code: `webhook_registration_in_progress`, the DCS error's code, or
-    /// `leader_lock_failed`.
-    pub fn code(&self) -> &'static str {
+    /// The code for logs: the DCS client's code for DCS errors, else the API code.
+    pub fn log_code(&self) -> &'static str {
         match self {
-            Self::Busy => "webhook_registration_in_progress",
             Self::Dcs(error) => error.code(),
-            Self::Lease(_) => "leader_lock_failed",
+            _ => self.problem().code.name(),
         }
     }
 }
 
-impl From<RegistrationError> for ApiError {
-    fn from(error: RegistrationError) -> Self {
-        match error {
-            RegistrationError::Busy => ApiError::new(
-                StatusCode::CONFLICT,
-                "webhook_registration_in_progress",
-                "Another instance is registering the webhook right now; try again shortly.",
-            )
-            .with_header(
-                header::RETRY_AFTER,
-                HeaderValue::from(BUSY_RETRY_AFTER_SECS),
-            ),
-            RegistrationError::Dcs(source)
-                if source.is_unavailable() || matches!(source, DcsError::RateLimited { .. }) =>
-            {
-                let secs = source
-                    .retry_after()
-                    .map_or(DEFAULT_RETRY_AFTER_SECS, |wait| {
-                        wait.as_secs_f64().ceil().max(1.0) as u64
-                    });
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "content_storage_unavailable",
-                    UNAVAILABLE_DETAIL,
-                )
-                .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
-                .with_source(source)
+impl ToProblem for RegistrationError {
+    fn problem(&self) -> Problem {
+        match self {
+            Self::Busy => Problem::new(Code::WebhookRegistrationInProgress),
+            Self::Dcs(source) if dcs_is_unavailable(source) => {
+                Problem::new(Code::ContentStorageUnavailable).with_retry_after(source.retry_after())
             }
-            RegistrationError::Dcs(source @ DcsError::ApiKeyUnsupported { .. }) => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                source.code(),
-                "DCS accepts only a password login on /webhooks/; set \
-                 DREAM_CENTRAL_STORAGE_EMAIL and DREAM_CENTRAL_STORAGE_PASSWORD.",
-            )
-            .with_source(source),
-            RegistrationError::Dcs(source) if source.is_auth() => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                source.code(),
-                "DCS refused the configured credentials.",
-            )
-            .with_source(source),
-            RegistrationError::Dcs(source) => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "content_storage_error",
-                "Content storage returned an unexpected answer.",
-            )
-            .with_field("upstream_code", source.code())
-            .with_source(source),
-            RegistrationError::Lease(source) => ApiError::internal(source),
+            Self::Dcs(DcsError::ApiKeyUnsupported { .. }) => {
+                Problem::new(Code::DcsApiKeyUnsupported)
+            }
+            Self::Dcs(DcsError::AuthFailed { .. }) => Problem::new(Code::DcsAuthFailed),
+            Self::Dcs(DcsError::NotAuthenticated { .. }) => Problem::new(Code::DcsNotAuthenticated),
+            Self::Dcs(source) => crate::errors::UpstreamError::from(source).problem(),
+            Self::Lease(_) => Problem::new(Code::Internal),
         }
     }
 }
@@ -187,7 +139,7 @@ impl From<RegistrationError> for ApiError {
 /// Registers this LMS's webhook subscription with DCS.
 #[derive(Clone)]
 pub struct WebhookRegistrar {
-    dcs: Arc<dyn DcsApi>,
+    dcs: Arc<dyn SubscriptionApi>,
     locks: LeaderLocks,
     callback_url: String,
     secret: SecretString,
@@ -206,7 +158,7 @@ impl fmt::Debug for WebhookRegistrar {
 impl WebhookRegistrar {
     /// A registrar for `callback_url` and `secret`, taking the lease as `holder`.
     pub fn new(
-        dcs: Arc<dyn DcsApi>,
+        dcs: Arc<dyn SubscriptionApi>,
         locks: LeaderLocks,
         callback_url: impl Into<String>,
         secret: SecretString,
@@ -221,20 +173,13 @@ impl WebhookRegistrar {
         }
     }
 
-    /// A registrar over the state's DCS client, database and settings, with a fresh holder id
-    /// (`{role}-{pid}-{random}`, so the lease row says who holds it).
-    pub fn from_state(state: &AppState, role: &str) -> Self {
-        let holder = format!(
+    /// A holder id for an instance in `role`: `{role}-{pid}-{random}`, so the lease record says
+    /// who holds it.
+    pub fn holder_id(role: &str) -> String {
+        format!(
             "{role}-{}-{}",
             std::process::id(),
             uuid::Uuid::new_v4().simple()
-        );
-        Self::new(
-            state.services.dcs.clone(),
-            LeaderLocks::new(state.db.clone()),
-            state.settings.webhook_callback_url(),
-            state.settings.dcs.webhook_secret.clone(),
-            holder,
         )
     }
 
@@ -293,7 +238,7 @@ impl WebhookRegistrar {
                         attempt,
                         max_attempts = retry.max_attempts,
                         retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
-                        code = error.code(),
+                        code = error.log_code(),
                         error = %error,
                         "DCS webhook registration failed; retrying"
                     );
@@ -433,27 +378,6 @@ pub enum StartupOutcome {
     GaveUp(RegistrationError),
 }
 
-/// The start-up registration running in the background; dropping it stops it.
-#[derive(Debug)]
-pub struct RegistrationTask(JoinHandle<()>);
-
-impl Drop for RegistrationTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Starts the registration in the background on the current Tokio runtime (`serve` calls it
-/// once the state is built), so that start-up does not wait for DCS.
-pub fn start(state: &AppState) -> RegistrationTask {
-    let registrar = WebhookRegistrar::from_state(state, "startup");
-    RegistrationTask(tokio::spawn(async move {
-        registrar
-            .register_at_startup(&StartupRetry::default())
-            .await;
-    }))
-}
-
 fn log_outcome(outcome: &RegistrationOutcome) {
     tracing::info!(
         action = ?outcome.action,
@@ -468,13 +392,13 @@ fn log_outcome(outcome: &RegistrationOutcome) {
 fn log_startup_failure(error: &RegistrationError, attempts: u32) {
     match error {
         RegistrationError::Dcs(DcsError::ApiKeyUnsupported { .. }) => tracing::error!(
-            code = error.code(),
+            code = error.log_code(),
             "DCS webhook registration impossible: DCS refuses API keys on /webhooks/; set \
              DREAM_CENTRAL_STORAGE_EMAIL and DREAM_CENTRAL_STORAGE_PASSWORD"
         ),
         _ => tracing::error!(
             attempts,
-            code = error.code(),
+            code = error.log_code(),
             error = %error,
             "DCS webhook registration failed; POST /api/v1/admin/webhooks/register retries it"
         ),
@@ -561,8 +485,8 @@ mod tests {
             .is_transient()
         );
         assert!(
-            RegistrationError::Lease(LeaderLockError::Database(sea_orm::DbErr::Custom(
-                "down".into()
+            RegistrationError::Lease(LeaderLockError::Storage(crate::ports::StoreError::new(
+                "down"
             )))
             .is_transient()
         );

@@ -4,39 +4,31 @@
 //! Everything happens before the answer, so an acknowledged delivery has had its effect even if
 //! the process stops right after; and nothing here calls DCS, so the answer is fast.
 //!
-//! - **Idempotency.** DCS retries with identical bytes; the body digest is the key
-//!   (see [`crate::webhook_events`]). A delivery already processed or ignored is acknowledged
-//!   as a duplicate with the same `event_id`; one whose processing failed is processed again.
+//! - **Idempotency.** DCS retries with identical bytes; the body digest is the key (see
+//!   [`crate::webhook_log`]). A delivery already processed or ignored is acknowledged as a
+//!   duplicate with the same `event_id`; one whose processing failed is processed again.
 //! - **Concurrency.** Of identical deliveries arriving together, the one that inserts the log
-//!   row processes; the others wait (up to [`ReceiverTiming::in_progress_wait`]) for its
+//!   record processes; the others wait (up to [`ReceiverTiming::in_progress_wait`]) for its
 //!   outcome and answer as duplicates, or `503` so that DCS tries again if it is still running.
-//! - **Partial invalidation.** With Redis, [`domain::catalog::Catalog::invalidate`] always
-//!   clears this instance's local tier, but may fail to clear the shared tier or to tell other
-//!   instances. Such a delivery is logged `failed` and answered `503`: DCS then retries (three
-//!   attempts in total), and a retry processes it again; invalidating twice is harmless. Had it
-//!   been acknowledged, the shared tier and the other instances would serve the old data until
-//!   their TTL.
+//! - **Partial invalidation.** With Redis, the cache always clears this instance's local tier,
+//!   but may fail to clear the shared tier or to tell other instances. Such a delivery is
+//!   logged `failed` and answered `503`: DCS then retries (three attempts in total), and a
+//!   retry processes it again; invalidating twice is harmless. Had it been acknowledged, the
+//!   shared tier and the other instances would serve the old data until their TTL.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
 use cache::CacheError;
-use domain::catalog::Catalog;
-use domain::webhooks::{EventKind, SignatureVerifier, WebhookError, WebhookEvent, body_digest};
-use prometheus::{IntCounterVec, Opts, Registry};
-use serde::Serialize;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::entities::webhook_event_log::WebhookEventStatus;
-use crate::error::ApiError;
-use crate::webhook_events::{
-    Claim, EVENT_TYPE_MAX_CHARS, NewWebhookEvent, WebhookEventLog, WebhookEvents,
-    WebhookEventsError,
+use crate::errors::{Code, Problem, ToProblem};
+use crate::ports::{
+    CacheInvalidator, DeliveryObserver, DeliveryOutcome, DeliveryRecord, DeliveryStatus,
 };
+use crate::webhook_log::{Claim, DeliveryLog, DeliveryLogError, EVENT_TYPE_MAX_CHARS, NewDelivery};
+use crate::webhooks::{EventKind, SignatureVerifier, WebhookError, WebhookEvent, body_digest};
 
 /// Largest accepted delivery. DCS bodies are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -44,21 +36,25 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// `event_type` logged for a body whose `event` could not be read.
 pub const UNREADABLE_EVENT_TYPE: &str = "(unreadable)";
 
-/// `Retry-After` (seconds) of the 503 answers; DCS ignores it and waits 1 s, then 2 s.
-const RETRY_AFTER_SECS: u32 = 1;
+/// `event` label of deliveries whose body was not trusted (signature not checked or wrong).
+pub const UNVERIFIED_EVENT_LABEL: &str = "unverified";
+/// `event` label of event types the LMS does not know.
+pub const UNKNOWN_EVENT_LABEL: &str = "unknown";
+/// `event` label of bodies that did not parse.
+pub const MALFORMED_EVENT_LABEL: &str = "malformed";
 
 /// Timing of the duplicate handling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReceiverTiming {
-    /// A `received` row older than this is taken to be abandoned (its processor died) and the
-    /// next delivery takes it over. Processing takes milliseconds; DCS's last retry comes about
-    /// 3 s after its first attempt plus the time each attempt took, so a lease of a few seconds
-    /// lets a retry rescue a delivery whose processor crashed.
+    /// A `received` record older than this is taken to be abandoned (its processor died) and
+    /// the next delivery takes it over. Processing takes milliseconds; DCS's last retry comes
+    /// about 3 s after its first attempt plus the time each attempt took, so a lease of a few
+    /// seconds lets a retry rescue a delivery whose processor crashed.
     pub claim_lease: Duration,
     /// How long a duplicate of a delivery still being processed waits for its outcome before
     /// answering `503`.
     pub in_progress_wait: Duration,
-    /// How often the waiting duplicate looks at the row again.
+    /// How often the waiting duplicate looks at the record again.
     pub poll_interval: Duration,
 }
 
@@ -73,7 +69,8 @@ impl Default for ReceiverTiming {
 }
 
 /// `status` of every `200` answer: the delivery was accepted (fixed by the interface).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AckStatus {
     /// Accepted; see [`Receipt::outcome`] for what was done.
@@ -81,7 +78,8 @@ pub enum AckStatus {
 }
 
 /// What an accepted delivery led to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AckOutcome {
     /// A known event: its invalidation was applied.
@@ -91,13 +89,13 @@ pub enum AckOutcome {
 }
 
 /// The `200` answer to a delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Receipt {
     /// Always `received`.
     pub status: AckStatus,
-    /// Id of the delivery's row in `webhook_event_logs`; the same for every retry of the same
-    /// bytes.
-    #[schema(value_type = String, format = Uuid)]
+    /// Id of the delivery's record in the log; the same for every retry of the same bytes.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub event_id: Uuid,
     /// `processed` or `ignored` (for a duplicate: what the first delivery led to).
     pub outcome: AckOutcome,
@@ -123,7 +121,7 @@ pub enum ReceiveError {
     /// Correctly signed, but not a delivery (400). Logged `failed`.
     #[error("{error}")]
     Malformed {
-        /// The log row.
+        /// The log record.
         event_id: Uuid,
         /// What is wrong with it.
         error: WebhookError,
@@ -132,7 +130,7 @@ pub enum ReceiveError {
     /// `failed`.
     #[error("cache invalidation incomplete: {source}")]
     InvalidationIncomplete {
-        /// The log row.
+        /// The log record.
         event_id: Uuid,
         /// What failed.
         source: CacheError,
@@ -140,172 +138,51 @@ pub enum ReceiveError {
     /// An identical delivery is still being processed (503).
     #[error("an identical delivery is still being processed")]
     InProgress {
-        /// The log row.
+        /// The log record.
         event_id: Uuid,
     },
     /// The event log failed (500).
     #[error(transparent)]
-    Storage(#[from] WebhookEventsError),
+    Storage(#[from] DeliveryLogError),
 }
 
-impl From<sea_orm::DbErr> for ReceiveError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        Self::Storage(WebhookEventsError::Database(error))
+impl From<crate::ports::StoreError> for ReceiveError {
+    fn from(error: crate::ports::StoreError) -> Self {
+        Self::Storage(DeliveryLogError::Storage(error))
     }
 }
 
-impl From<ReceiveError> for ApiError {
-    fn from(error: ReceiveError) -> Self {
-        let retry_after = || (header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        match error {
-            ReceiveError::Signature(inner) => {
-                let detail = match inner {
-                    WebhookError::MissingSignature => "Missing X-Webhook-Signature header",
-                    _ => "Invalid webhook signature",
-                };
-                ApiError::new(StatusCode::UNAUTHORIZED, inner.code(), detail)
+impl ToProblem for ReceiveError {
+    fn problem(&self) -> Problem {
+        match self {
+            Self::Signature(inner) => inner.problem(),
+            Self::TooLarge { limit } => Problem::new(Code::PayloadTooLarge)
+                .with_detail(format!("Webhook body is larger than {limit} bytes")),
+            Self::Unreadable => {
+                Problem::new(Code::BadRequest).with_detail("Could not read the request body")
             }
-            ReceiveError::TooLarge { limit } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("Webhook body is larger than {limit} bytes"),
-            ),
-            ReceiveError::Unreadable => {
-                ApiError::bad_request("bad_request", "Could not read the request body")
+            Self::Malformed { event_id, error } => {
+                error.problem().with_field("event_id", event_id.to_string())
             }
-            ReceiveError::Malformed { event_id, error } => {
-                let detail = match &error {
-                    WebhookError::MalformedBody(reason) => {
-                        format!("Malformed webhook body: {reason}")
-                    }
-                    other => other.to_string(),
-                };
-                ApiError::bad_request(error.code(), detail)
+            Self::InvalidationIncomplete { event_id, .. } => {
+                Problem::new(Code::CacheInvalidationIncomplete)
                     .with_field("event_id", event_id.to_string())
             }
-            ReceiveError::InvalidationIncomplete { event_id, source } => {
-                let (name, value) = retry_after();
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "cache_invalidation_incomplete",
-                    "The cache could not be invalidated on every instance; retry the delivery.",
-                )
-                .with_field("event_id", event_id.to_string())
-                .with_header(name, value)
-                .with_source(source)
+            Self::InProgress { event_id } => {
+                Problem::new(Code::WebhookInProgress).with_field("event_id", event_id.to_string())
             }
-            ReceiveError::InProgress { event_id } => {
-                let (name, value) = retry_after();
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "webhook_in_progress",
-                    "An identical delivery is still being processed; retry later.",
-                )
-                .with_field("event_id", event_id.to_string())
-                .with_header(name, value)
-            }
-            ReceiveError::Storage(source) => ApiError::internal(source),
+            Self::Storage(_) => Problem::new(Code::Internal),
         }
-    }
-}
-
-/// How a delivery ended, for the metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryOutcome {
-    /// Invalidation applied.
-    Processed,
-    /// Unknown event type, acknowledged.
-    Ignored,
-    /// Already handled; acknowledged without doing anything.
-    Duplicate,
-    /// Invalidation incomplete; logged `failed`, answered 503.
-    Failed,
-    /// Correctly signed, but not a delivery.
-    Malformed,
-    /// Missing or wrong signature.
-    Rejected,
-    /// Larger than [`MAX_BODY_BYTES`].
-    TooLarge,
-    /// An identical delivery was still being processed.
-    InProgress,
-    /// The event log failed.
-    Error,
-}
-
-impl DeliveryOutcome {
-    /// The `outcome` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Processed => "processed",
-            Self::Ignored => "ignored",
-            Self::Duplicate => "duplicate",
-            Self::Failed => "failed",
-            Self::Malformed => "malformed",
-            Self::Rejected => "rejected",
-            Self::TooLarge => "too_large",
-            Self::InProgress => "in_progress",
-            Self::Error => "error",
-        }
-    }
-}
-
-/// `event` label of deliveries whose body was not trusted (signature not checked or wrong).
-pub const UNVERIFIED_EVENT_LABEL: &str = "unverified";
-/// `event` label of event types the LMS does not know.
-pub const UNKNOWN_EVENT_LABEL: &str = "unknown";
-/// `event` label of bodies that did not parse.
-pub const MALFORMED_EVENT_LABEL: &str = "malformed";
-
-/// `dcs_webhook_deliveries_total{event, outcome}`. The `event` label is one of the six DCS
-/// events or `unknown`, `malformed`, `unverified`, never a value taken from the body as is,
-/// so its cardinality stays bounded.
-#[derive(Clone)]
-pub struct WebhookMetrics {
-    deliveries: IntCounterVec,
-}
-
-impl fmt::Debug for WebhookMetrics {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookMetrics").finish_non_exhaustive()
-    }
-}
-
-impl WebhookMetrics {
-    /// Creates the counter and registers it in `registry`.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let deliveries = IntCounterVec::new(
-            Opts::new(
-                "dcs_webhook_deliveries_total",
-                "DCS webhook deliveries by event and outcome.",
-            ),
-            &["event", "outcome"],
-        )?;
-        registry.register(Box::new(deliveries.clone()))?;
-        Ok(Self { deliveries })
-    }
-
-    /// Counts one delivery.
-    pub fn record(&self, event: &str, outcome: DeliveryOutcome) {
-        self.deliveries
-            .with_label_values(&[event, outcome.as_str()])
-            .inc();
-    }
-
-    /// Deliveries counted so far with these labels.
-    pub fn count(&self, event: &str, outcome: DeliveryOutcome) -> u64 {
-        self.deliveries
-            .with_label_values(&[event, outcome.as_str()])
-            .get()
     }
 }
 
 /// The webhook pipeline. Cheap to clone.
 #[derive(Clone)]
 pub struct WebhookReceiver {
-    events: WebhookEvents,
-    catalog: Arc<Catalog>,
+    log: DeliveryLog,
+    invalidator: Arc<dyn CacheInvalidator>,
     verifier: Arc<SignatureVerifier>,
-    metrics: WebhookMetrics,
+    observer: Arc<dyn DeliveryObserver>,
     timing: ReceiverTiming,
 }
 
@@ -320,24 +197,24 @@ impl fmt::Debug for WebhookReceiver {
 /// What claiming a delivery gave this request.
 enum Claimed {
     /// This request processes it.
-    Ours(WebhookEventLog),
+    Ours(DeliveryRecord),
     /// Processed or ignored before.
-    AlreadyDone(WebhookEventLog),
+    AlreadyDone(DeliveryRecord),
 }
 
 impl WebhookReceiver {
     /// A receiver with the default timing.
     pub fn new(
-        events: WebhookEvents,
-        catalog: Arc<Catalog>,
+        log: DeliveryLog,
+        invalidator: Arc<dyn CacheInvalidator>,
         verifier: Arc<SignatureVerifier>,
-        metrics: WebhookMetrics,
+        observer: Arc<dyn DeliveryObserver>,
     ) -> Self {
         Self {
-            events,
-            catalog,
+            log,
+            invalidator,
             verifier,
-            metrics,
+            observer,
             timing: ReceiverTiming::default(),
         }
     }
@@ -348,25 +225,20 @@ impl WebhookReceiver {
         self
     }
 
-    /// The same receiver over another event log (tests use one with a manual clock).
-    pub fn with_events(mut self, events: WebhookEvents) -> Self {
-        self.events = events;
+    /// The same receiver over another delivery log (tests use one with a manual clock).
+    pub fn with_log(mut self, log: DeliveryLog) -> Self {
+        self.log = log;
         self
     }
 
-    /// The event log.
-    pub fn events(&self) -> &WebhookEvents {
-        &self.events
-    }
-
-    /// The delivery counters.
-    pub fn metrics(&self) -> &WebhookMetrics {
-        &self.metrics
+    /// The delivery log.
+    pub fn log(&self) -> &DeliveryLog {
+        &self.log
     }
 
     /// Counts and reports a body over [`MAX_BODY_BYTES`].
     pub fn refuse_oversize(&self) -> ReceiveError {
-        self.metrics
+        self.observer
             .record(UNVERIFIED_EVENT_LABEL, DeliveryOutcome::TooLarge);
         tracing::warn!(
             limit = MAX_BODY_BYTES,
@@ -385,10 +257,10 @@ impl WebhookReceiver {
         body: &[u8],
     ) -> Result<Receipt, ReceiveError> {
         if let Err(error) = self.verifier.verify(signature, body) {
-            self.metrics
+            self.observer
                 .record(UNVERIFIED_EVENT_LABEL, DeliveryOutcome::Rejected);
             tracing::warn!(
-                code = error.code(),
+                code = error.problem().code.name(),
                 body_bytes = body.len(),
                 "webhook delivery refused: signature"
             );
@@ -405,7 +277,7 @@ impl WebhookReceiver {
                 .unwrap_or_else(|| UNREADABLE_EVENT_TYPE.to_owned()),
         };
         let payload = payload_text(body);
-        let new = NewWebhookEvent {
+        let new = NewDelivery {
             body_sha256: &digest,
             event_type: &event_type,
             payload: &payload,
@@ -414,7 +286,7 @@ impl WebhookReceiver {
         let result = match self.claim(&new).await {
             Ok(Claimed::Ours(record)) => self.process(record, parsed, label).await,
             Ok(Claimed::AlreadyDone(record)) => {
-                self.metrics.record(label, DeliveryOutcome::Duplicate);
+                self.observer.record(label, DeliveryOutcome::Duplicate);
                 tracing::info!(
                     event = %event_type,
                     event_id = %record.id,
@@ -424,7 +296,7 @@ impl WebhookReceiver {
                     status: AckStatus::Received,
                     event_id: record.id,
                     outcome: match record.status {
-                        WebhookEventStatus::Ignored => AckOutcome::Ignored,
+                        DeliveryStatus::Ignored => AckOutcome::Ignored,
                         _ => AckOutcome::Processed,
                     },
                     duplicate: true,
@@ -435,9 +307,9 @@ impl WebhookReceiver {
         if let Err(error) = &result {
             match error {
                 ReceiveError::InProgress { .. } => {
-                    self.metrics.record(label, DeliveryOutcome::InProgress);
+                    self.observer.record(label, DeliveryOutcome::InProgress);
                 }
-                ReceiveError::Storage(_) => self.metrics.record(label, DeliveryOutcome::Error),
+                ReceiveError::Storage(_) => self.observer.record(label, DeliveryOutcome::Error),
                 // Counted where they arose.
                 _ => {}
             }
@@ -446,10 +318,10 @@ impl WebhookReceiver {
     }
 
     /// Claims the delivery, waiting while an identical one is being processed.
-    async fn claim(&self, new: &NewWebhookEvent<'_>) -> Result<Claimed, ReceiveError> {
+    async fn claim(&self, new: &NewDelivery<'_>) -> Result<Claimed, ReceiveError> {
         let deadline = tokio::time::Instant::now() + self.timing.in_progress_wait;
         loop {
-            match self.events.claim(new, self.timing.claim_lease).await? {
+            match self.log.claim(new, self.timing.claim_lease).await? {
                 Claim::New(record) => return Ok(Claimed::Ours(record)),
                 Claim::Retry {
                     record,
@@ -484,18 +356,18 @@ impl WebhookReceiver {
         }
     }
 
-    /// Processes a claimed delivery and records the outcome in its row.
+    /// Processes a claimed delivery and records the outcome in its record.
     async fn process(
         &self,
-        record: WebhookEventLog,
+        record: DeliveryRecord,
         parsed: Result<WebhookEvent, WebhookError>,
         label: &'static str,
     ) -> Result<Receipt, ReceiveError> {
         let event = match parsed {
             Ok(event) => event,
             Err(error) => {
-                self.events.mark_failed(&record, &error.to_string()).await?;
-                self.metrics.record(label, DeliveryOutcome::Malformed);
+                self.log.mark_failed(&record, &error.to_string()).await?;
+                self.observer.record(label, DeliveryOutcome::Malformed);
                 tracing::warn!(
                     event_id = %record.id,
                     error = %error,
@@ -509,8 +381,8 @@ impl WebhookReceiver {
         };
 
         if let EventKind::Unknown(_) = event.kind {
-            self.finish_or_note(self.events.mark_ignored(&record).await?, &record);
-            self.metrics.record(label, DeliveryOutcome::Ignored);
+            finish_or_note(self.log.mark_ignored(&record).await?, &record);
+            self.observer.record(label, DeliveryOutcome::Ignored);
             tracing::info!(
                 event = %record.event_type,
                 event_id = %record.id,
@@ -524,10 +396,14 @@ impl WebhookReceiver {
             });
         }
 
-        match self.catalog.invalidate(&event.invalidation_plan()).await {
+        match self
+            .invalidator
+            .invalidate(&event.invalidation_plan())
+            .await
+        {
             Ok(removed) => {
-                self.finish_or_note(self.events.mark_processed(&record).await?, &record);
-                self.metrics.record(label, DeliveryOutcome::Processed);
+                finish_or_note(self.log.mark_processed(&record).await?, &record);
+                self.observer.record(label, DeliveryOutcome::Processed);
                 tracing::info!(
                     event = %event.name,
                     entity_id = event.entity_id,
@@ -550,10 +426,10 @@ impl WebhookReceiver {
                     error = %source,
                     "webhook: local cache cleared, but not on every instance; asking DCS to retry"
                 );
-                self.events
+                self.log
                     .mark_failed(&record, &format!("cache invalidation incomplete: {source}"))
                     .await?;
-                self.metrics.record(label, DeliveryOutcome::Failed);
+                self.observer.record(label, DeliveryOutcome::Failed);
                 Err(ReceiveError::InvalidationIncomplete {
                     event_id: record.id,
                     source,
@@ -561,26 +437,27 @@ impl WebhookReceiver {
             }
         }
     }
+}
 
-    fn finish_or_note(&self, still_ours: bool, record: &WebhookEventLog) {
-        if !still_ours {
-            // The work is done and idempotent; the row belongs to whoever took it over.
-            tracing::warn!(
-                event_id = %record.id,
-                "webhook claim was taken over while it was processed; its new owner records the outcome"
-            );
-        }
+fn finish_or_note(still_ours: bool, record: &DeliveryRecord) {
+    if !still_ours {
+        // The work is done and idempotent; the record belongs to whoever took it over.
+        tracing::warn!(
+            event_id = %record.id,
+            "webhook claim was taken over while it was processed; its new owner records the outcome"
+        );
     }
 }
 
-fn event_label(parsed: &Result<WebhookEvent, WebhookError>) -> &'static str {
+/// The bounded `event` label of a delivery.
+pub fn event_label(parsed: &Result<WebhookEvent, WebhookError>) -> &'static str {
     match parsed {
         Err(_) => MALFORMED_EVENT_LABEL,
         Ok(event) => event.kind.known_name().unwrap_or(UNKNOWN_EVENT_LABEL),
     }
 }
 
-/// The `event` string of a body that is JSON but not a valid delivery, for the log row.
+/// The `event` string of a body that is JSON but not a valid delivery, for the log record.
 fn readable_event_name(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     value.get("event")?.as_str().map(str::to_owned)
@@ -633,20 +510,5 @@ mod tests {
         );
         let known = WebhookEvent::parse(br#"{"event":"publisher.deleted","data":{"id":3}}"#);
         assert_eq!(event_label(&known), "publisher.deleted");
-    }
-
-    #[test]
-    fn metrics_count_by_event_and_outcome() {
-        let registry = Registry::new();
-        let metrics = WebhookMetrics::register(&registry).unwrap();
-        metrics.record("book.created", DeliveryOutcome::Processed);
-        metrics.record("book.created", DeliveryOutcome::Processed);
-        metrics.record("book.created", DeliveryOutcome::Duplicate);
-        assert_eq!(metrics.count("book.created", DeliveryOutcome::Processed), 2);
-        assert_eq!(metrics.count("book.created", DeliveryOutcome::Duplicate), 1);
-        assert!(
-            WebhookMetrics::register(&registry).is_err(),
-            "one per registry"
-        );
     }
 }

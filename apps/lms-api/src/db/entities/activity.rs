@@ -1,5 +1,5 @@
 //! `activities`: a book's activities parsed from its config.json (see
-//! [`crate::activity_repository::DbActivityRepository`]).
+//! [`crate::db::activity_store::SqlActivityStore`]).
 
 use sea_orm::entity::prelude::*;
 

@@ -1,6 +1,6 @@
 //! sea-orm entities for the tables created by the `migrations` crate.
 //!
-//! They live here, in the only crate that knows sea-orm; the domain crate sees repositories.
+//! They live here, with the adapters that use them; the domain sees its ports.
 
 pub mod activity;
 pub mod leader_lock;

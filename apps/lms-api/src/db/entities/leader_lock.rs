@@ -1,4 +1,4 @@
-//! `leader_locks`: named expiring leases (see [`crate::leader_lock::LeaderLocks`]).
+//! `leader_locks`: named expiring leases (see [`crate::db::SqlLeaseStore`]).
 
 use sea_orm::entity::prelude::*;
 
