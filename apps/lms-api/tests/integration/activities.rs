@@ -60,15 +60,15 @@ async fn concurrent_imports_of_one_book_converge(database: TestDatabase) {
             tokio::spawn(async move { repo.replace_for_book(1, parsed).await })
         })
         .collect();
-    let mut succeeded = 0;
+    let mut errors = Vec::new();
     for task in tasks {
         // SQLite may answer "database is locked" to a writer that loses the race; that is
         // reported as unavailable, never as a half-written book.
-        if task.await.expect("task").is_ok() {
-            succeeded += 1;
+        if let Err(err) = task.await.expect("task") {
+            errors.push(err.to_string());
         }
     }
-    assert!(succeeded >= 1);
+    assert!(errors.len() < 4, "every import failed: {errors:?}");
     let stored = repo.list_for_book(1).await.unwrap();
     assert_eq!(stored.len(), parsed.len(), "one row per activity");
 }

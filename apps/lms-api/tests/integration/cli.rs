@@ -269,7 +269,12 @@ async fn migrate_applies_the_schema_on_postgres() {
     }
     assert_eq!(
         database.table_names().await,
-        ["leader_locks", "seaql_migrations", "webhook_event_logs"]
+        [
+            "activities",
+            "leader_locks",
+            "seaql_migrations",
+            "webhook_event_logs"
+        ]
     );
 }
 

@@ -25,7 +25,12 @@ fn event(body_sha256: &str) -> webhook_event_log::Model {
 async fn migrations_apply_once_and_roll_back(database: TestDatabase) {
     assert_eq!(
         database.table_names().await,
-        ["leader_locks", "seaql_migrations", "webhook_event_logs"]
+        [
+            "activities",
+            "leader_locks",
+            "seaql_migrations",
+            "webhook_event_logs"
+        ]
     );
     // Re-running is a no-op.
     lms_api::db::migrate(&database.db)
@@ -43,7 +48,12 @@ async fn migrations_apply_once_and_roll_back(database: TestDatabase) {
     lms_api::db::migrate(&database.db).await.expect("up again");
     assert_eq!(
         database.table_names().await,
-        ["leader_locks", "seaql_migrations", "webhook_event_logs"]
+        [
+            "activities",
+            "leader_locks",
+            "seaql_migrations",
+            "webhook_event_logs"
+        ]
     );
 }
 on_both_databases!(migrations_apply_once_and_roll_back);

@@ -197,7 +197,10 @@ impl TestDatabase {
     pub async fn table_names(&self) -> Vec<String> {
         let sql = match self.engine {
             Engine::Sqlite => {
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name".to_owned()
+                // SQLite's own bookkeeping (`sqlite_sequence` for AUTOINCREMENT) is not our schema.
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+                    .to_owned()
             }
             Engine::Postgres => "SELECT table_name AS name FROM information_schema.tables \
                                  WHERE table_schema = current_schema() ORDER BY table_name"
