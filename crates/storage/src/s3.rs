@@ -205,11 +205,10 @@ impl S3Store {
                 bucket: self.name.clone(),
             },
             (401 | 403, _) => StorageError::AccessDenied { status },
-            (500..=599, _) => StorageError::Unavailable(format!("S3 answered {status}")),
-            _ => StorageError::Backend(format!(
-                "S3 answered {status}: {}",
-                body.chars().take(300).collect::<String>()
-            )),
+            (500..=599, _) => {
+                StorageError::Unavailable(format!("S3 answered {status}{}", s3_code(body)))
+            }
+            _ => StorageError::Backend(format!("S3 answered {status}{}", s3_code(body))),
         }
     }
 
@@ -310,6 +309,26 @@ impl S3Store {
             ))),
             None => Err(StorageError::Backend("no part upload in flight".into())),
         }
+    }
+
+    /// A streamed GET through a short-lived presigned URL for the internal endpoint (the
+    /// `Range` header is not signed, so it passes as is).
+    async fn fetch(&self, key: &str, range: Option<String>) -> Result<reqwest::Response> {
+        let signing = Signing {
+            signed_at: SystemClock.now_unix(),
+            ttl: INTERNAL_GET_TTL,
+        };
+        let url = self
+            .internal
+            .presign_get(&self.name, key, signing, &PresignOptions::default());
+        let mut request = self.http.get(url);
+        if let Some(range) = range {
+            request = request.header(reqwest::header::RANGE, range);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| StorageError::Unavailable(e.without_url().to_string()))
     }
 
     fn meta_from_headers(&self, key: &str, headers: &reqwest::header::HeaderMap) -> ObjectMeta {
@@ -449,21 +468,17 @@ impl ObjectStore for S3Store {
             let size = self.head(key).await?.size;
             return Err(StorageError::RangeNotSatisfiable { size });
         }
-        let signing = Signing {
-            signed_at: SystemClock.now_unix(),
-            ttl: INTERNAL_GET_TTL,
-        };
-        let url = self
-            .internal
-            .presign_get(&self.name, key, signing, &PresignOptions::default());
-        let mut request = self.http.get(url);
-        if let Some(spec) = range {
-            request = request.header(reqwest::header::RANGE, spec.header_value());
+        let mut response = self.fetch(key, range.map(|r| r.header_value())).await?;
+        if let (Some(RangeSpec::Suffix(n)), 500) = (range, response.status().as_u16()) {
+            // s3s-fs 0.14.1 fails a suffix longer than the object (it seeks before the start);
+            // ask again with the range resolved against the size.
+            let size = self.head(key).await?.size;
+            let resolved = RangeSpec::Suffix(n)
+                .resolve(size)
+                .ok_or(StorageError::RangeNotSatisfiable { size })?;
+            let header = format!("bytes={}-{}", resolved.start, resolved.end);
+            response = self.fetch(key, Some(header)).await?;
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| StorageError::Unavailable(e.without_url().to_string()))?;
         let status = response.status().as_u16();
         match status {
             200 | 206 => {}
@@ -575,13 +590,36 @@ impl ObjectStore for S3Store {
         .await
         {
             Ok(_) => Ok(()),
+            // s3s-fs says `BucketAlreadyExists` for its own buckets; whether it is really ours
+            // shows in whether we can read it.
             Err(S3Error::HttpFailWithBody(409, body))
-                if body.contains("BucketAlreadyOwnedByYou") =>
+                if body.contains("BucketAlreadyOwnedByYou")
+                    || body.contains("BucketAlreadyExists") =>
             {
-                Ok(())
+                self.ready().await
             }
             Err(e) => Err(self.map_err(e, None)),
         }
+    }
+}
+
+/// ` (Code: Message)` from an S3 error body, for logs; bounded, and never the whole body.
+fn s3_code(body: &str) -> String {
+    let field = |tag: &str| {
+        let open = format!("<{tag}>");
+        let start = body.find(&open)? + open.len();
+        let len = body[start..].find('<')?;
+        Some(
+            body[start..start + len]
+                .chars()
+                .take(200)
+                .collect::<String>(),
+        )
+    };
+    match (field("Code"), field("Message")) {
+        (Some(c), Some(m)) => format!(" ({c}: {m})"),
+        (Some(c), None) => format!(" ({c})"),
+        _ => String::new(),
     }
 }
 
