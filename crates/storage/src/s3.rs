@@ -184,7 +184,7 @@ impl S3Store {
 
     fn map_err(&self, e: S3Error, key: Option<&str>) -> StorageError {
         match e {
-            S3Error::HttpFailWithBody(status, body) => self.from_status(status, &body, key),
+            S3Error::HttpFailWithBody(status, body) => self.status_err(status, &body, key),
             S3Error::HttpFail => StorageError::Backend("request failed".into()),
             // No URL in the message: internal URLs carry a signature.
             S3Error::Reqwest(e) => StorageError::Unavailable(e.without_url().to_string()),
@@ -193,7 +193,7 @@ impl S3Store {
         }
     }
 
-    fn from_status(&self, status: u16, body: &str, key: Option<&str>) -> StorageError {
+    fn status_err(&self, status: u16, body: &str, key: Option<&str>) -> StorageError {
         if body.contains("<Code>NoSuchBucket</Code>") {
             return StorageError::BucketNotFound {
                 bucket: self.name.clone(),
@@ -249,11 +249,11 @@ impl S3Store {
                 .map_err(|e| self.map_err(e, Some(key))),
             Err(e) => Err(e),
         };
-        if result.is_err() {
-            if let Err(abort) = self.bucket.abort_upload(key, &init.upload_id).await {
-                tracing::warn!(bucket = %self.name, key, error = %self.map_err(abort, Some(key)),
-                    "could not abort a failed multipart upload");
-            }
+        if result.is_err()
+            && let Err(abort) = self.bucket.abort_upload(key, &init.upload_id).await
+        {
+            tracing::warn!(bucket = %self.name, key, error = %self.map_err(abort, Some(key)),
+                "could not abort a failed multipart upload");
         }
         guard.bucket = None;
         result
@@ -488,7 +488,7 @@ impl ObjectStore for S3Store {
             }
             _ => {
                 let body = response.text().await.unwrap_or_default();
-                return Err(self.from_status(status, &body, Some(key)));
+                return Err(self.status_err(status, &body, Some(key)));
             }
         }
         let mut meta = self.meta_from_headers(key, response.headers());

@@ -18,8 +18,8 @@ pub struct Fixture {
     pub _guard: Box<dyn std::any::Any + Send>,
 }
 
-/// A fixed, window-aligned "now" for the presign checks.
-pub const NOW: u64 = 1_800_000_000 - 1_800_000_000 % 900;
+/// A fixed "now" for the presign checks, at the start of a default window (a multiple of 900).
+pub const NOW: u64 = 1_800_000_000;
 
 pub fn chunked(data: &[u8], chunk: usize) -> ByteStream {
     let chunks: Vec<io::Result<Bytes>> = data
