@@ -1,0 +1,452 @@
+//! The S3 adapter against a real SigV4-verifying server: s3s-fs 0.14.1, started per test on a
+//! free loopback port with its own root folder and keys, and killed on drop. The binary must be
+//! installed (`scripts/test.sh` does it via `ensure_s3s_fs`); without it these tests fail.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use secrecy::SecretString;
+use storage::range::parse_range;
+use storage::{
+    ByteRange, Clock, ManualClock, ObjectStore, PresignOptions, PresignWindow, PutOptions,
+    S3Config, S3Store, StorageError, bytes_body, collect_body,
+};
+use support::{Fixture, NOW, chunked, pattern};
+
+const ACCESS: &str = "lms-test-access";
+const SECRET: &str = "lms-test-secret-key-0123456789";
+const MIB: usize = 1024 * 1024;
+
+struct S3sFs {
+    child: Child,
+    port: u16,
+    root: tempfile::TempDir,
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s3s_fs_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("S3S_FS_BIN") {
+        return PathBuf::from(p);
+    }
+    let in_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("s3s-fs"))
+            .find(|p| p.is_file())
+    });
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    in_path
+        .or_else(|| {
+            cargo_home
+                .map(|h| h.join("bin/s3s-fs"))
+                .filter(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "s3s-fs not found (PATH, ~/.cargo/bin or S3S_FS_BIN): install it with \
+                 `cargo install s3s-fs --version 0.14.1 --features binary --locked` \
+                 or run scripts/test.sh, which does"
+            )
+        })
+}
+
+impl S3sFs {
+    fn start() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let bin = s3s_fs_binary();
+        let child = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS, "--secret-key", SECRET])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let server = Self { child, port, root };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "s3s-fs did not listen on 127.0.0.1:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn config(&self, bucket: &str) -> S3Config {
+        S3Config::new(&self.endpoint(), ACCESS, SecretString::from(SECRET), bucket)
+    }
+
+    /// Files s3s-fs keeps for unfinished multipart uploads (it has no ListMultipartUploads):
+    /// `.upload-{id}.json` and `.upload_id-{id}.part-{n}` in its root.
+    fn pending_upload_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root.path())
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().into_string().ok())
+            .filter(|n| n.starts_with(".upload"))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+async fn store_with(config: S3Config, clock: Arc<ManualClock>) -> S3Store {
+    let store = S3Store::with_clock(config, clock).unwrap();
+    store.create_bucket().await.unwrap();
+    store
+}
+
+async fn s3() -> Fixture {
+    let server = S3sFs::start();
+    let clock = ManualClock::new(NOW);
+    let store = store_with(server.config("publishers"), clock.clone()).await;
+    Fixture {
+        store: Box::new(store),
+        clock,
+        _guard: Box::new(server),
+    }
+}
+
+conformance_tests!(s3);
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A plain GET with no credentials, like a browser's.
+async fn fetch(url: &str) -> (u16, reqwest::header::HeaderMap, Bytes) {
+    let r = reqwest::Client::new().get(url).send().await.unwrap();
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    (status, headers, r.bytes().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_urls_work_for_a_plain_get_at_the_external_host() {
+    let server = S3sFs::start();
+    let clock = ManualClock::new(now());
+    let config = S3Config {
+        external_url: Some(format!("http://localhost:{}", server.port)),
+        ..server.config("publishers")
+    };
+    let store = store_with(config, clock.clone()).await;
+    let keys = [
+        "Dream Press/books/FLOWDEMO/images/M1/p2s1.png",
+        "Dream Press/books/Çalışma Kitabı/ses 1.mp3",
+    ];
+    for key in keys {
+        let body = format!("bytes of {key}");
+        store
+            .put(key, bytes_body(body.clone()), PutOptions::default())
+            .await
+            .unwrap();
+        let url = store.presign_get(key, &PresignOptions::default()).unwrap();
+        assert!(
+            url.starts_with(&format!(
+                "http://localhost:{}/publishers/Dream%20Press/",
+                server.port
+            )),
+            "{url}"
+        );
+        let (status, _, bytes) = fetch(&url).await;
+        assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&bytes));
+        assert_eq!(bytes.as_ref(), body.as_bytes());
+
+        // The signature covers the host: the same URL at the internal host is refused.
+        let rewritten = url.replace("http://localhost:", "http://127.0.0.1:");
+        assert_eq!(
+            fetch(&rewritten).await.0,
+            403,
+            "host rewrite must break the signature"
+        );
+
+        // One changed signature character.
+        let last = url.chars().last().unwrap();
+        let tampered = format!(
+            "{}{}",
+            &url[..url.len() - 1],
+            if last == '0' { '1' } else { '0' }
+        );
+        assert_eq!(fetch(&tampered).await.0, 403);
+    }
+
+    // Response overrides are signed and honoured.
+    let opts = PresignOptions {
+        response_content_type: Some("audio/mpeg".into()),
+        response_content_disposition: Some("attachment; filename=\"ses 1.mp3\"".into()),
+    };
+    let url = store.presign_get(keys[1], &opts).unwrap();
+    let (status, headers, _) = fetch(&url).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("content-type").unwrap(), "audio/mpeg");
+    assert_eq!(
+        headers.get("content-disposition").unwrap(),
+        "attachment; filename=\"ses 1.mp3\""
+    );
+    assert_eq!(
+        fetch(&url.replace("audio%2Fmpeg", "text%2Fhtml")).await.0,
+        403
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_urls_expire_and_stay_identical_within_a_window() {
+    let server = S3sFs::start();
+    let clock = ManualClock::new(now());
+    let store = store_with(server.config("publishers"), clock.clone()).await;
+    store
+        .put("k.txt", bytes_body(&b"hello"[..]), PutOptions::default())
+        .await
+        .unwrap();
+
+    let window = PresignWindow::default();
+    let first = store
+        .presign_get("k.txt", &PresignOptions::default())
+        .unwrap();
+    let start = window.signing(clock.now_unix()).signed_at;
+    clock.set(start + window.window() - 1);
+    assert_eq!(
+        store
+            .presign_get("k.txt", &PresignOptions::default())
+            .unwrap(),
+        first
+    );
+    assert_eq!(fetch(&first).await.0, 200);
+
+    // Signed ten days ago: long expired.
+    clock.set(now() - 10 * 86_400);
+    let old = store
+        .presign_get("k.txt", &PresignOptions::default())
+        .unwrap();
+    assert_ne!(old, first);
+    assert_eq!(fetch(&old).await.0, 403);
+}
+
+/// 12 MiB + 1 in 5 MiB parts: three parts, uploaded at most two at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_uploads_round_trip() {
+    let server = S3sFs::start();
+    let config = S3Config {
+        part_size: 5 * MIB,
+        max_in_flight: 2,
+        ..server.config("teachers")
+    };
+    let store = store_with(config, ManualClock::new(now())).await;
+    let data = pattern(12 * MIB + 1);
+    let put = store
+        .put(
+            "teacher/1/video clip.mp4",
+            chunked(&data, 300_000),
+            PutOptions::default().max_bytes(20 * MIB as u64),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.size, data.len() as u64);
+    assert_eq!(put.content_type.as_deref(), Some("video/mp4"));
+    let got = store.get("teacher/1/video clip.mp4", None).await.unwrap();
+    assert!(
+        collect_body(got.body).await.unwrap().as_ref() == data.as_slice(),
+        "body differs"
+    );
+    // A range across the first part boundary.
+    let got = store
+        .get(
+            "teacher/1/video clip.mp4",
+            parse_range("bytes=5242870-5242889"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got.range,
+        Some(ByteRange {
+            start: 5_242_870,
+            end: 5_242_889
+        })
+    );
+    assert_eq!(
+        collect_body(got.body).await.unwrap().as_ref(),
+        &data[5_242_870..5_242_890]
+    );
+    assert!(server.pending_upload_files().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_multipart_upload_is_aborted() {
+    let server = S3sFs::start();
+    let config = S3Config {
+        part_size: 5 * MIB,
+        max_in_flight: 2,
+        ..server.config("teachers")
+    };
+    let store = store_with(config, ManualClock::new(now())).await;
+    let data = pattern(16 * MIB);
+    let e = store
+        .put(
+            "t/too big.bin",
+            chunked(&data, 256 * 1024),
+            PutOptions::default().max_bytes(11 * MIB as u64),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StorageError::TooLarge { limit } if limit == 11 * MIB as u64),
+        "{e:?}"
+    );
+    assert!(
+        store
+            .head("t/too big.bin")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(store.list("t/").await.unwrap().is_empty());
+    assert_eq!(
+        server.pending_upload_files(),
+        Vec::<String>::new(),
+        "upload not aborted"
+    );
+}
+
+/// A body that sends two parts' worth, then waits, then fails: while it waits the upload is
+/// visible in s3s-fs's root (so the emptiness checks can fail), and after it fails nothing is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_and_cancelled_multipart_uploads_are_aborted() {
+    let server = S3sFs::start();
+    let config = S3Config {
+        part_size: 5 * MIB,
+        max_in_flight: 2,
+        ..server.config("teachers")
+    };
+    let store = Arc::new(store_with(config, ManualClock::new(now())).await);
+
+    for cancel in [false, true] {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let head = futures_util::stream::iter(vec![Ok(Bytes::from(pattern(11 * MIB)))]);
+        let tail = futures_util::stream::once(async move {
+            let _ = rx.await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "client went away",
+            ))
+        });
+        let body = Box::pin(futures_util::StreamExt::chain(head, tail));
+        let task = {
+            let store = Arc::clone(&store);
+            tokio::spawn(
+                async move { store.put("t/broken.bin", body, PutOptions::default()).await },
+            )
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server
+            .pending_upload_files()
+            .iter()
+            .filter(|n| n.contains(".part-"))
+            .count()
+            < 2
+        {
+            assert!(
+                Instant::now() < deadline,
+                "parts never appeared: {:?}",
+                server.pending_upload_files()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if cancel {
+            task.abort();
+            assert!(task.await.unwrap_err().is_cancelled());
+        } else {
+            tx.send(()).unwrap();
+            let e = task.await.unwrap().unwrap_err();
+            assert_eq!(e.code(), "storage_body_error", "{e:?}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.pending_upload_files().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "left pending (cancel={cancel}): {:?}",
+                server.pending_upload_files()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(store.head("t/broken.bin").await.unwrap_err().is_not_found());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_classified() {
+    let server = S3sFs::start();
+    let clock = ManualClock::new(now());
+
+    // Bucket not created yet.
+    let store = S3Store::with_clock(server.config("missing"), clock.clone()).unwrap();
+    let e = store.ready().await.unwrap_err();
+    assert_eq!(e.code(), "storage_bucket_not_found", "{e:?}");
+    store.create_bucket().await.unwrap();
+    store.ready().await.unwrap();
+
+    // Wrong secret: denied, and the secret is in no message.
+    let wrong = S3Config {
+        secret_key: SecretString::from("not-the-secret-xyz"),
+        ..server.config("missing")
+    };
+    let store = S3Store::with_clock(wrong, clock.clone()).unwrap();
+    let e = store.ready().await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.http_status()),
+        ("storage_access_denied", 502),
+        "{e:?}"
+    );
+    assert!(!format!("{e} {e:?} {store:?}").contains("not-the-secret-xyz"));
+    assert!(!format!("{store:?}").contains(SECRET));
+
+    // Nothing listening: unavailable (503).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = S3Config::new(
+        &format!("http://127.0.0.1:{port}"),
+        ACCESS,
+        SecretString::from(SECRET),
+        "x",
+    );
+    let store = S3Store::with_clock(config, clock).unwrap();
+    for e in [
+        store.ready().await.unwrap_err(),
+        store.get("a.txt", None).await.unwrap_err(),
+        store
+            .put("a.txt", bytes_body(&b"x"[..]), PutOptions::default())
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(e.is_unavailable(), "{e:?}");
+        assert_eq!(e.http_status(), 503);
+        assert!(!format!("{e} {e:?}").contains(SECRET));
+    }
+}
