@@ -36,6 +36,11 @@ pub fn book_config(id: i64) -> String {
     format!("{}:config", book(id))
 }
 
+/// Path -> size of every file of the book (for byte ranges on DCS-served assets).
+pub fn book_files(id: i64) -> String {
+    format!("{}:files", book(id))
+}
+
 /// The full publisher list (all pages, active publishers only).
 pub fn publisher_list() -> String {
     format!("{PUBLISHER_LISTS}:source")

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod activities;
 pub mod asset_path;
+pub mod book_content;
 pub mod catalog;
 pub mod config_transform;
 #[cfg(any(test, feature = "testing"))]

@@ -1,0 +1,378 @@
+//! Book content over the real DCS client and the fake DCS: access, the transformed config,
+//! activities, asset links and streamed assets with ranges, all without a database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache::{Cache, CacheConfig};
+use dcs_client::{Credentials, DcsClient, DcsConfig, RetryConfig};
+use dcs_mock::{Fault, MockConfig, MockDcs, NewBook};
+use domain::access::{Viewer, ViewerRole};
+use domain::activities::MemoryActivityRepository;
+use domain::book_content::{
+    AssetAnswer, AssetRequest, AssetSource, BookContent, ContentError, DcsAssets, StoreAssets,
+};
+use domain::catalog::{Catalog, CatalogLinks, CatalogTtls};
+use domain::errors::ToProblem;
+use domain::linker::MemoryLinker;
+use storage::{ObjectStore, PutOptions, bytes_body, collect_body};
+
+#[derive(Debug)]
+struct ApiLinks;
+
+impl CatalogLinks for ApiLinks {
+    fn publisher_logo(&self, id: i64) -> String {
+        format!("/api/v1/publishers/{id}/logo")
+    }
+
+    fn book_cover(&self, id: i64) -> String {
+        format!("/api/v1/books/{id}/cover")
+    }
+}
+
+struct Setup {
+    dcs: MockDcs,
+    content: BookContent,
+    linker: Arc<MemoryLinker>,
+    activities: Arc<MemoryActivityRepository>,
+}
+
+fn client(dcs: &MockDcs) -> Arc<DcsClient> {
+    let mut config = DcsConfig::new(
+        dcs.base_url(),
+        Credentials::password("admin@admin.com", "admin"),
+    );
+    config.retry = RetryConfig {
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        max_retries: 0,
+        ..RetryConfig::default()
+    };
+    config.breaker.failure_threshold = 1000;
+    Arc::new(DcsClient::new(config).unwrap())
+}
+
+async fn setup_with(assets: impl FnOnce(&Arc<DcsClient>, &Cache) -> Arc<dyn AssetSource>) -> Setup {
+    let dcs = MockDcs::start(MockConfig::default()).await.unwrap();
+    let client = client(&dcs);
+    let cache = Cache::new(CacheConfig::default());
+    let catalog = Arc::new(Catalog::new(
+        client.clone(),
+        cache.clone(),
+        CatalogTtls::default(),
+        Arc::new(ApiLinks),
+    ));
+    let linker = Arc::new(MemoryLinker::new("mem://"));
+    let activities = Arc::new(MemoryActivityRepository::new());
+    let assets = assets(&client, &cache);
+    let content = BookContent::new(catalog, client, linker.clone(), activities.clone(), assets);
+    Setup {
+        dcs,
+        content,
+        linker,
+        activities,
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(|client, cache| {
+        Arc::new(DcsAssets::new(
+            client.clone(),
+            cache.clone(),
+            Duration::from_secs(60),
+        ))
+    })
+    .await
+}
+
+fn teacher() -> Viewer {
+    Viewer::new(ViewerRole::Teacher)
+}
+
+#[tokio::test]
+async fn config_paths_become_urls_and_nothing_else_changes() {
+    let s = setup().await;
+    let served = s.content.config(&teacher(), 1).await.expect("config");
+    let config = served.value;
+    let page = &config["books"][0]["modules"][0]["pages"][0];
+    assert_eq!(
+        page["image_path"],
+        "mem://1/images/HB/modules/M1/pages/01.png"
+    );
+    assert_eq!(config["book_title"], "Flow Demo English 1");
+    assert_eq!(s.linker.calls(), 1, "one batch per config");
+}
+
+#[tokio::test]
+async fn access_follows_role_status_and_publisher() {
+    let s = setup().await;
+    let archived = s
+        .dcs
+        .add_book(NewBook {
+            status: dcs_mock::BookStatus::Archived,
+            ..NewBook::new("Dream Press", "OLDBOOK")
+        })
+        .unwrap();
+    let draft = s
+        .dcs
+        .add_book(NewBook {
+            status: dcs_mock::BookStatus::Draft,
+            ..NewBook::new("Dream Press", "DRAFTBOOK")
+        })
+        .unwrap();
+    for role in [ViewerRole::Teacher, ViewerRole::Student] {
+        for id in [archived.id, draft.id] {
+            let err = s
+                .content
+                .readable_book(&Viewer::new(role), id)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, ContentError::NotFound("Book not found")),
+                "{err:?}"
+            );
+        }
+        s.content
+            .readable_book(&Viewer::new(role), 1)
+            .await
+            .expect("published book");
+    }
+    for role in [ViewerRole::Admin, ViewerRole::Supervisor] {
+        s.content
+            .readable_book(&Viewer::new(role), archived.id)
+            .await
+            .expect("staff see archived books");
+    }
+    let publisher_id = s.dcs.book(1).unwrap().publisher_id;
+    s.content
+        .readable_book(&Viewer::publisher(publisher_id), archived.id)
+        .await
+        .expect("own archived book");
+    assert!(
+        s.content
+            .readable_book(&Viewer::publisher(publisher_id + 100), 1)
+            .await
+            .is_err()
+    );
+    let err = s.content.readable_book(&teacher(), 999).await.unwrap_err();
+    assert_eq!(err.problem().code.status(), 404);
+}
+
+#[tokio::test]
+async fn activities_import_on_first_use_and_start_with_urls() {
+    let s = setup().await;
+    let listed = s.content.activities(&teacher(), 1).await.expect("list");
+    assert!(listed.len() >= 2, "the sample book has activities");
+    let orders: Vec<i64> = listed.iter().map(|a| a.activity.order).collect();
+    let mut sorted = orders.clone();
+    sorted.sort();
+    assert_eq!(orders, sorted);
+
+    // Listing again reads the store, and a re-import keeps ids.
+    let again = s.content.activities(&teacher(), 1).await.unwrap();
+    assert_eq!(
+        again.iter().map(|a| a.id).collect::<Vec<_>>(),
+        listed.iter().map(|a| a.id).collect::<Vec<_>>()
+    );
+    let import = s.content.import_activities(1).await.unwrap();
+    assert_eq!(import.summary.unchanged, listed.len());
+
+    let drag = listed
+        .iter()
+        .find(|a| a.activity.activity_type == "dragdroppicture")
+        .expect("a dragdroppicture");
+    let started = s
+        .content
+        .start_activity(&teacher(), drag.id.0)
+        .await
+        .unwrap();
+    let section_path = started.config["activity"]["section_path"].as_str().unwrap();
+    assert!(section_path.starts_with("mem://1/"), "{section_path}");
+
+    let err = s
+        .content
+        .start_activity(&teacher(), 999_999)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ContentError::NotFound("Activity not found")));
+
+    assert_eq!(s.content.forget_activities(1).await.unwrap(), listed.len());
+    assert!(
+        domain::activities::ActivityRepository::list_for_book(&*s.activities, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_cached_config_serves_and_starts_while_dcs_is_down() {
+    let s = setup().await;
+    let listed = s.content.activities(&teacher(), 1).await.unwrap();
+    s.dcs.inject("/", Fault::Status(503), None);
+    s.content
+        .config(&teacher(), 1)
+        .await
+        .expect("cached config");
+    s.content
+        .start_activity(&teacher(), listed[0].id.0)
+        .await
+        .expect("starts from the store and the cached book");
+}
+
+#[tokio::test]
+async fn asset_links_normalise_and_refuse_escapes() {
+    let s = setup().await;
+    let url = s
+        .content
+        .asset_link(&teacher(), 1, "./books/FLOWDEMO/images/M1/p2s1.png")
+        .await
+        .unwrap();
+    assert_eq!(url, "mem://1/images/M1/p2s1.png");
+    for bad in [
+        "../other/x.png",
+        "./books/OTHER/x.png",
+        "images/%2e%2e/%2e%2e/x",
+    ] {
+        let err = s.content.asset_link(&teacher(), 1, bad).await.unwrap_err();
+        assert_eq!(err.problem().code.name(), "invalid_path", "{bad}");
+    }
+    s.linker.set_unavailable(true);
+    let err = s
+        .content
+        .asset_link(&teacher(), 1, "images/M1/p2s1.png")
+        .await
+        .unwrap_err();
+    assert_eq!(err.problem().code.status(), 503);
+}
+
+async fn read(answer: AssetAnswer) -> (Option<storage::ByteRange>, u64, Vec<u8>) {
+    match answer {
+        AssetAnswer::Body(body) => {
+            let (range, size) = (body.range, body.size);
+            let bytes = collect_body(body.body).await.unwrap();
+            (range, size, bytes.to_vec())
+        }
+        other => panic!("expected a body, got {other:?}"),
+    }
+}
+
+async fn ranges_behave(s: &Setup, path: &str, whole: &[u8]) {
+    let size = whole.len() as u64;
+    let open = |range: Option<&'static str>| {
+        let request = AssetRequest {
+            range,
+            ..AssetRequest::default()
+        };
+        async move {
+            s.content
+                .open_asset(&teacher(), 1, path, &request)
+                .await
+                .unwrap()
+        }
+    };
+    let (range, total, bytes) = read(open(None).await).await;
+    assert_eq!((range, total), (None, size));
+    assert_eq!(bytes, whole);
+
+    let (range, _, bytes) = read(open(Some("bytes=0-99")).await).await;
+    assert_eq!(range.map(|r| (r.start, r.end)), Some((0, 99)));
+    assert_eq!(bytes, &whole[..100]);
+
+    // Past the end: clamped, not refused.
+    let (range, _, bytes) = read(open(Some("bytes=100-999999999")).await).await;
+    assert_eq!(range.map(|r| (r.start, r.end)), Some((100, size - 1)));
+    assert_eq!(bytes, &whole[100..]);
+
+    let (range, _, bytes) = read(open(Some("bytes=-50")).await).await;
+    assert_eq!(range.map(|r| r.start), Some(size - 50));
+    assert_eq!(bytes, &whole[whole.len() - 50..]);
+
+    assert!(matches!(
+        open(Some("bytes=999999999-")).await,
+        AssetAnswer::RangeNotSatisfiable { size: s } if s == size
+    ));
+    // A malformed header is ignored (RFC 9110): the whole object.
+    let (range, _, _) = read(open(Some("bytes=abc")).await).await;
+    assert_eq!(range, None);
+
+    let err = s
+        .content
+        .open_asset(&teacher(), 1, "audio/missing.mp3", &AssetRequest::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ContentError::NotFound(_)), "{err:?}");
+}
+
+fn sample(path: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../../testdata/books/FLOWDEMO/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn dcs_assets_resolve_ranges_here() {
+    let s = setup().await;
+    ranges_behave(&s, "audio/01.mp3", &sample("audio/01.mp3")).await;
+
+    // ETag and If-None-Match.
+    let AssetAnswer::Body(body) = s
+        .content
+        .open_asset(
+            &teacher(),
+            1,
+            "images/M1/p2s1.png",
+            &AssetRequest::default(),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("body")
+    };
+    assert_eq!(body.content_type, "image/png");
+    let etag = body.etag.clone().expect("DCS sends an ETag");
+    let request = AssetRequest {
+        if_none_match: Some(&etag),
+        ..AssetRequest::default()
+    };
+    assert!(matches!(
+        s.content
+            .open_asset(&teacher(), 1, "images/M1/p2s1.png", &request)
+            .await
+            .unwrap(),
+        AssetAnswer::NotModified { .. }
+    ));
+}
+
+#[tokio::test]
+async fn store_assets_resolve_ranges_in_the_store() {
+    let store = Arc::new(storage::memory::MemoryStore::new("publishers"));
+    let whole = sample("audio/01.mp3");
+    store
+        .put(
+            "Dream Press/books/FLOWDEMO/audio/01.mp3",
+            bytes_body(whole.clone()),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let s = setup_with(|_, _| Arc::new(StoreAssets::new(store.clone()))).await;
+    ranges_behave(&s, "audio/01.mp3", &whole).await;
+
+    let AssetAnswer::Body(body) = s
+        .content
+        .open_asset(
+            &teacher(),
+            1,
+            "./books/FLOWDEMO/audio/01.mp3",
+            &AssetRequest::default(),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("body")
+    };
+    assert_eq!(body.content_type, "audio/mpeg");
+}
