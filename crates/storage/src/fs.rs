@@ -188,6 +188,13 @@ impl Sidecar {
 /// Removes a temp file unless the upload completed (covers errors and cancellation).
 struct TempFile(Option<PathBuf>);
 
+impl TempFile {
+    /// The file was renamed into place: nothing to clean up.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
 impl Drop for TempFile {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
@@ -211,7 +218,7 @@ async fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all().await?;
     drop(f);
     tokio::fs::rename(&path, target).await?;
-    std::mem::forget(tmp);
+    tmp.keep();
     Ok(())
 }
 
@@ -267,7 +274,7 @@ impl ObjectStore for FsStore {
         tokio::fs::rename(&tmp_path, &data_path)
             .await
             .map_err(StorageError::Io)?;
-        std::mem::forget(tmp);
+        tmp.keep();
         sync_dir(&dir).await.map_err(StorageError::Io)?;
         write_atomic(&meta_path, sidecar.render().as_bytes())
             .await
