@@ -32,6 +32,8 @@ use crate::config_transform::{ConfigTransformer, TransformError};
 use crate::errors::{Code, Problem, ToProblem, UpstreamError, dcs_is_unavailable};
 use crate::keys;
 use crate::linker::{AssetLinker, LinkError};
+use crate::ports::EventFollower;
+use crate::webhooks::{EventKind, WebhookEvent};
 
 /// Why a content read failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -682,5 +684,41 @@ impl BookContent {
     /// Forgets a deleted book's activities.
     pub async fn forget_activities(&self, id: i64) -> Result<usize, ContentError> {
         Ok(self.activities.delete_for_book(id).await?)
+    }
+}
+
+/// Webhooks keep the activities table in step with DCS: a created or updated book is
+/// re-imported (ids of unchanged activities stay), a deleted one forgotten.
+#[async_trait]
+impl EventFollower for BookContent {
+    async fn follow(&self, event: &WebhookEvent) {
+        let Some(id) = event.entity_id else { return };
+        let result = match event.kind {
+            EventKind::BookCreated | EventKind::BookUpdated => {
+                self.import_activities(id).await.map(|import| {
+                    tracing::info!(
+                        book_id = id,
+                        activities = import.activities,
+                        inserted = import.summary.inserted,
+                        updated = import.summary.updated,
+                        deleted = import.summary.deleted,
+                        "activities re-imported"
+                    );
+                })
+            }
+            EventKind::BookDeleted => self.forget_activities(id).await.map(|removed| {
+                tracing::info!(
+                    book_id = id,
+                    removed,
+                    "activities of a deleted book removed"
+                );
+            }),
+            _ => return,
+        };
+        if let Err(error) = result {
+            // A book without a config has no activities; anything else is worth a look. The
+            // activities stay as they were, and an admin can re-import.
+            tracing::warn!(book_id = id, event = %event.name, %error, "activities not re-imported");
+        }
     }
 }

@@ -14,6 +14,7 @@ pub mod leases;
 pub mod linker;
 pub mod memory;
 pub mod ports;
+pub mod signed_links;
 pub mod webhook_log;
 pub mod webhook_receiver;
 pub mod webhook_registration;

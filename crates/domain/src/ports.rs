@@ -302,3 +302,13 @@ pub struct NoObserver;
 impl DeliveryObserver for NoObserver {
     fn record(&self, _event: &str, _outcome: DeliveryOutcome) {}
 }
+
+// ----- following events -----------------------------------------------------------------------
+
+/// Told about each processed delivery after the cache was invalidated, to bring what lives
+/// outside the cache up to date (a book's activities). It logs its own failures: the delivery
+/// is acknowledged either way, since the cache, which serves every read, is already fresh.
+#[async_trait]
+pub trait EventFollower: Send + Sync {
+    async fn follow(&self, event: &crate::webhooks::WebhookEvent);
+}

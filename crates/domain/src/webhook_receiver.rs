@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::errors::{Code, Problem, ToProblem};
 use crate::ports::{
     CacheInvalidator, DeliveryObserver, DeliveryOutcome, DeliveryRecord, DeliveryStatus,
+    EventFollower,
 };
 use crate::webhook_log::{Claim, DeliveryLog, DeliveryLogError, EVENT_TYPE_MAX_CHARS, NewDelivery};
 use crate::webhooks::{EventKind, SignatureVerifier, WebhookError, WebhookEvent, body_digest};
@@ -183,6 +184,7 @@ pub struct WebhookReceiver {
     invalidator: Arc<dyn CacheInvalidator>,
     verifier: Arc<SignatureVerifier>,
     observer: Arc<dyn DeliveryObserver>,
+    followers: Vec<Arc<dyn EventFollower>>,
     timing: ReceiverTiming,
 }
 
@@ -215,8 +217,15 @@ impl WebhookReceiver {
             invalidator,
             verifier,
             observer,
+            followers: Vec::new(),
             timing: ReceiverTiming::default(),
         }
+    }
+
+    /// The same receiver, also telling `follower` about every processed event.
+    pub fn with_follower(mut self, follower: Arc<dyn EventFollower>) -> Self {
+        self.followers.push(follower);
+        self
     }
 
     /// The same receiver with another timing (tests shorten the waits).
@@ -402,6 +411,9 @@ impl WebhookReceiver {
             .await
         {
             Ok(removed) => {
+                for follower in &self.followers {
+                    follower.follow(&event).await;
+                }
                 finish_or_note(self.log.mark_processed(&record).await?, &record);
                 self.observer.record(label, DeliveryOutcome::Processed);
                 tracing::info!(
