@@ -13,7 +13,7 @@
 //!   `3.5` stay untouched, whatever activity type they belong to, known or not.
 //! - Absolute URLs (`https://...`, `data:...`) are never rewritten: they are external links.
 //!
-//! A path that is refused by [`normalize`](crate::asset_path::normalize) becomes JSON `null`,
+//! A path that is refused by [`crate::asset_path::normalize`] becomes JSON `null`,
 //! and so does a path the linker has no URL for; the rest of the config is still served.
 //! Refusals are logged as one `warn` per transform (with the book and the distinct paths), and
 //! only the first time a book shows a given set of bad paths; repeats go to `debug`.
