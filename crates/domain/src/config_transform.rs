@@ -13,7 +13,7 @@
 //!   `3.5` stay untouched, whatever activity type they belong to, known or not.
 //! - Absolute URLs (`https://...`, `data:...`) are never rewritten: they are external links.
 //!
-//! A path that is refused by [`normalize`](crate::asset_path::normalize) becomes JSON `null`,
+//! A path that is refused by [`crate::asset_path::normalize`] becomes JSON `null`,
 //! and so does a path the linker has no URL for; the rest of the config is still served.
 //! Refusals are logged as one `warn` per transform (with the book and the distinct paths), and
 //! only the first time a book shows a given set of bad paths; repeats go to `debug`.
@@ -282,13 +282,24 @@ fn walk(
     is_book: bool,
     f: &mut dyn FnMut(&mut Value),
 ) -> Result<(), TransformError> {
-    let mut pointer = String::new();
-    walk_value(root, None, None, 0, is_book, book_name, f, &mut pointer)
+    walk_value(root, None, None, 0, is_book, book_name, f).map_err(|TooDeep(mut segments)| {
+        segments.reverse();
+        TransformError::InvalidConfig {
+            at: segments
+                .iter()
+                .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
+                .collect(),
+            reason: "nested too deeply",
+        }
+    })
 }
 
-/// Key context of a value: its own key (for array elements: the array's key) and the key of
-/// the object holding it.
-#[allow(clippy::too_many_arguments)] // a private recursive helper; a struct would not help
+/// The path to a too-deep value, innermost segment first: built only while unwinding, so the
+/// walk itself allocates nothing for pointers.
+struct TooDeep(Vec<String>);
+
+/// `key` is the value's own key (for array elements: the array's key), `parent_key` the key
+/// of the object holding it.
 fn walk_value(
     value: &mut Value,
     key: Option<&str>,
@@ -297,14 +308,11 @@ fn walk_value(
     is_top_level: bool,
     book_name: &str,
     f: &mut dyn FnMut(&mut Value),
-    pointer: &mut String,
-) -> Result<(), TransformError> {
+) -> Result<(), TooDeep> {
     if depth > MAX_DEPTH {
-        return Err(TransformError::InvalidConfig {
-            at: pointer.clone(),
-            reason: "nested too deeply",
-        });
+        return Err(TooDeep(Vec::new()));
     }
+    let children_top_level = is_top_level && depth == 0;
     match value {
         Value::String(s) => {
             if is_path(s, key, parent_key, is_top_level && depth == 1, book_name) {
@@ -313,38 +321,29 @@ fn walk_value(
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&i.to_string());
                 walk_value(
                     item,
                     key,
                     parent_key,
                     depth + 1,
-                    is_top_level && depth == 0,
+                    children_top_level,
                     book_name,
                     f,
-                    pointer,
-                )?;
-                pointer.truncate(len);
+                )
+                .map_err(|mut e| {
+                    e.0.push(i.to_string());
+                    e
+                })?;
             }
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(k);
-                walk_value(
-                    v,
-                    Some(k),
-                    key,
-                    depth + 1,
-                    is_top_level && depth == 0,
-                    book_name,
-                    f,
-                    pointer,
+                walk_value(v, Some(k), key, depth + 1, children_top_level, book_name, f).map_err(
+                    |mut e| {
+                        e.0.push(k.clone());
+                        e
+                    },
                 )?;
-                pointer.truncate(len);
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
@@ -504,6 +503,11 @@ mod tests {
         }
         let err = run_err(v).await;
         assert_eq!(err.code(), "invalid_config");
+        assert!(
+            err.to_string()
+                .starts_with("invalid config at /x/0/x/0/x/0/"),
+            "{err}"
+        );
         assert!(err.to_string().contains("nested too deeply"), "{err}");
     }
 
