@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod head;
 pub mod metrics;
+pub mod object_storage;
 pub mod paths;
 pub mod readiness;
 pub mod routes;

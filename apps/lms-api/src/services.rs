@@ -8,6 +8,7 @@ use dcs_client::{Credentials, DcsApi, DcsClient, DcsConfig, DcsError};
 use domain::catalog::{Catalog, CatalogTtls};
 use domain::webhooks::SignatureVerifier;
 
+use crate::object_storage::Storage;
 use crate::paths::ApiLinks;
 use crate::settings::Settings;
 
@@ -18,6 +19,8 @@ pub enum ServicesError {
     Dcs(#[source] DcsError),
     #[error("REDIS_URL: {0}")]
     Redis(#[source] cache::BackendError),
+    #[error("object storage (STORAGE_BACKEND, MINIO_*, PRESIGN_*): {0}")]
+    Storage(#[source] storage::StorageError),
 }
 
 /// The domain's adapters, shared by every worker.
@@ -27,6 +30,8 @@ pub struct Services {
     pub cache: Cache,
     pub catalog: Arc<Catalog>,
     pub webhook_verifier: Arc<SignatureVerifier>,
+    /// Object storage and the URL signers.
+    pub storage: Storage,
 }
 
 impl std::fmt::Debug for Services {
@@ -84,22 +89,27 @@ impl Services {
     /// Real adapters from the settings.
     pub fn from_settings(settings: &Settings) -> Result<Self, ServicesError> {
         let dcs = DcsClient::new(dcs_config(settings)).map_err(ServicesError::Dcs)?;
-        Ok(Self::new(settings, Arc::new(dcs), build_cache(settings)?))
+        Self::new(settings, Arc::new(dcs), build_cache(settings)?)
     }
 
     /// Services over given adapters (tests use a DCS client with fast retries).
-    pub fn new(settings: &Settings, dcs: Arc<dyn DcsApi>, cache: Cache) -> Self {
+    pub fn new(
+        settings: &Settings,
+        dcs: Arc<dyn DcsApi>,
+        cache: Cache,
+    ) -> Result<Self, ServicesError> {
         let catalog = Arc::new(Catalog::new(
             dcs.clone(),
             cache.clone(),
             catalog_ttls(settings),
             Arc::new(ApiLinks),
         ));
-        Self {
+        Ok(Self {
             dcs,
             cache,
             catalog,
             webhook_verifier: Arc::new(SignatureVerifier::new(settings.dcs.webhook_secret.clone())),
-        }
+            storage: Storage::from_settings(settings).map_err(ServicesError::Storage)?,
+        })
     }
 }

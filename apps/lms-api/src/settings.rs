@@ -204,6 +204,8 @@ pub enum AssetDelivery {
     Presigned,
     /// URLs on this API, which streams the bytes.
     Proxy,
+    /// URLs from DCS's own presign endpoint (for deployments without S3 credentials).
+    Dcs,
 }
 
 /// Where the ClamAV daemon listens (`CLAMD_ADDR`).
@@ -304,6 +306,9 @@ pub struct StorageSettings {
     pub bucket: String,
     /// `MINIO_TEACHERS_BUCKET`: teacher materials.
     pub teachers_bucket: String,
+    /// `STORAGE_FS_ROOT` (default `data/objects`): the filesystem backend's root, one folder
+    /// per bucket.
+    pub fs_root: PathBuf,
 }
 
 /// Everything the server is configured with. `Debug` never shows secret values.
@@ -339,6 +344,9 @@ pub struct Settings {
     pub material_max_bytes: u64,
     /// `TEACHER_QUOTA_BYTES`: default per-teacher quota.
     pub teacher_quota_bytes: u64,
+    /// `LMS_FRONTEND_ORIGINS`: origins of the LMS frontend (comma-separated), allowed by CORS
+    /// here and by `storage-init` on the buckets; empty: no cross-origin access.
+    pub frontend_origins: Vec<String>,
 }
 
 impl Settings {
@@ -459,10 +467,13 @@ impl Settings {
             Some(value) => match value.to_ascii_lowercase().as_str() {
                 "presigned" => AssetDelivery::Presigned,
                 "proxy" => AssetDelivery::Proxy,
+                "dcs" => AssetDelivery::Dcs,
                 _ => {
                     env.problem(
                         "ASSET_DELIVERY",
-                        format!("{value:?} is not valid (expected \"presigned\" or \"proxy\")"),
+                        format!(
+                            "{value:?} is not valid (expected \"presigned\", \"proxy\" or \"dcs\")"
+                        ),
                     );
                     AssetDelivery::Proxy
                 }
@@ -497,6 +508,7 @@ impl Settings {
 
         let material_max_bytes = env.positive("MATERIAL_MAX_BYTES", 104_857_600);
         let teacher_quota_bytes = env.positive("TEACHER_QUOTA_BYTES", 524_288_000);
+        let frontend_origins = env.origins("LMS_FRONTEND_ORIGINS");
 
         Self {
             bind,
@@ -514,6 +526,7 @@ impl Settings {
             clamd_addr,
             material_max_bytes,
             teacher_quota_bytes,
+            frontend_origins,
         }
     }
 
@@ -612,6 +625,11 @@ impl Settings {
             }
         }
 
+        let fs_root = PathBuf::from(
+            env.value("STORAGE_FS_ROOT")
+                .unwrap_or_else(|| "data/objects".to_owned()),
+        );
+
         StorageSettings {
             backend,
             endpoint,
@@ -621,6 +639,7 @@ impl Settings {
             region,
             bucket,
             teachers_bucket,
+            fs_root,
         }
     }
 }
@@ -837,6 +856,31 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// A comma-separated list of origins (`scheme://host[:port]`, no path).
+    fn origins(&mut self, name: &'static str) -> Vec<String> {
+        let Some(value) = self.value(name) else {
+            return Vec::new();
+        };
+        let mut origins = Vec::new();
+        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match Url::parse(item) {
+                Ok(url)
+                    if matches!(url.scheme(), "http" | "https")
+                        && url.has_host()
+                        && url.path() == "/"
+                        && url.query().is_none() =>
+                {
+                    origins.push(url.origin().ascii_serialization());
+                }
+                _ => self.problem(
+                    name,
+                    format!("{item:?} is not an origin such as https://lms.example.org"),
+                ),
+            }
+        }
+        origins
     }
 
     fn bucket(&mut self, name: &'static str, default: &str) -> String {

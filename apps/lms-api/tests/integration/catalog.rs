@@ -385,7 +385,8 @@ async fn open_breaker_answers_in_microseconds_not_timeouts(db: TestDatabase) {
     settings.dcs.url = dcs.base_url().parse().unwrap();
     let client = Arc::new(crate::support::test_dcs_client(dcs.base_url(), 3));
     let services =
-        lms_api::services::Services::new(&settings, client, Cache::new(CacheConfig::default()));
+        lms_api::services::Services::new(&settings, client, Cache::new(CacheConfig::default()))
+            .expect("services");
     let state = lms_api::AppState::with_services(settings, db.db.clone(), services);
     let app = actix_test::init_service(create_app(state)).await;
 
@@ -488,7 +489,8 @@ async fn refused_dcs_credentials_are_a_clear_502_not_a_500(db: TestDatabase) {
         &settings,
         Arc::new(client),
         Cache::new(CacheConfig::default()),
-    );
+    )
+    .expect("services");
     let state = lms_api::AppState::with_services(settings, db.db.clone(), services);
     let app = actix_test::init_service(create_app(state)).await;
 

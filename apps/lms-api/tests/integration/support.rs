@@ -17,11 +17,20 @@ const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// Settings from exactly these variables (nothing from the process environment).
 pub fn settings_from(vars: &[(&str, &str)]) -> Result<Settings, lms_api::settings::SettingsError> {
-    let map: HashMap<String, String> = vars
+    let mut map: HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
+    // The filesystem store of tests lives in a temporary folder, never under the crate.
+    map.entry("STORAGE_FS_ROOT".to_owned())
+        .or_insert_with(|| test_objects_root().display().to_string());
     Settings::from_lookup(|name| map.get(name).cloned())
+}
+
+/// One temporary object root for this test process.
+pub fn test_objects_root() -> &'static std::path::Path {
+    static ROOT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| tempfile::tempdir().expect("temp dir")).path()
 }
 
 /// Local settings with a known JWT secret over the given database URL, talking to the
@@ -102,7 +111,7 @@ pub fn state_with_dcs(db: &TestDatabase, base_url: &str, cache: cache::Cache) ->
     let mut settings = db.settings();
     settings.dcs.url = base_url.parse().expect("fake DCS URL");
     let dcs = Arc::new(test_dcs_client(base_url, 1000));
-    let services = lms_api::services::Services::new(&settings, dcs, cache);
+    let services = lms_api::services::Services::new(&settings, dcs, cache).expect("services");
     AppState::with_services(settings, db.db.clone(), services)
 }
 

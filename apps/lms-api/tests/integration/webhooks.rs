@@ -73,7 +73,7 @@ pub fn state_with(
     dcs: Arc<dyn DcsApi>,
     cache: Cache,
 ) -> AppState {
-    let services = Services::new(&settings, dcs, cache);
+    let services = Services::new(&settings, dcs, cache).expect("services");
     AppState::with_services(settings, database.db.clone(), services)
 }
 
