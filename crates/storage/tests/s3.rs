@@ -450,3 +450,70 @@ async fn errors_are_classified() {
         assert!(!format!("{e} {e:?}").contains(SECRET));
     }
 }
+
+/// A part the server fails to store (its file path is made a folder behind its back) fails the
+/// upload, which is then aborted: s3s-fs's record of the upload is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_part_aborts_the_upload() {
+    let server = S3sFs::start();
+    let config = S3Config {
+        part_size: 5 * MIB,
+        max_in_flight: 2,
+        ..server.config("teachers")
+    };
+    let store = Arc::new(store_with(config, ManualClock::new(now())).await);
+
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let head = futures_util::stream::iter(vec![Ok(Bytes::from(pattern(10 * MIB)))]);
+    let tail = futures_util::stream::once(async move {
+        let _ = rx.await;
+        Ok(Bytes::from(pattern(3 * MIB)))
+    });
+    let body = Box::pin(futures_util::StreamExt::chain(head, tail));
+    let task = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .put("t/part-fails.bin", body, PutOptions::default())
+                .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let record = loop {
+        if let Some(r) = server
+            .pending_upload_files()
+            .into_iter()
+            .find(|n| n.ends_with(".json"))
+        {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "upload never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let id = record
+        .trim_start_matches(".upload-")
+        .trim_end_matches(".json")
+        .to_owned();
+    let blocker = server.root.path().join(format!(".upload_id-{id}.part-3"));
+    std::fs::create_dir(&blocker).unwrap();
+    tx.send(()).unwrap();
+
+    let e = task.await.unwrap().unwrap_err();
+    assert!(
+        e.is_unavailable() || e.code() == "storage_backend_error",
+        "{e:?}"
+    );
+    std::fs::remove_dir(&blocker).unwrap();
+    assert_eq!(
+        server.pending_upload_files(),
+        Vec::<String>::new(),
+        "upload not aborted"
+    );
+    assert!(
+        store
+            .head("t/part-fails.bin")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+}
