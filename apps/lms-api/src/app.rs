@@ -13,21 +13,23 @@ use utoipa_actix_web::AppExt;
 
 use crate::auth::JwtKeys;
 use crate::cache_metrics::CacheCollector;
-use crate::db::{self, DbSetupError, SqlDeliveryStore};
+use crate::db::{self, DbSetupError, SqlActivityStore, SqlDeliveryStore};
 use crate::error::{
     AllowedMethods, json_error_handler, normalize_error_responses, path_error_handler,
     query_error_handler, unmatched_route,
 };
 use crate::metrics::{HttpMetrics, track_requests};
+use crate::object_storage;
 use crate::readiness::{
-    DEFAULT_CHECK_TIMEOUT, DatabaseCheck, DcsCheck, Readiness, SharedCacheCheck,
+    DEFAULT_CHECK_TIMEOUT, DatabaseCheck, DcsCheck, Readiness, SharedCacheCheck, StorageCheck,
 };
 use crate::routes::system::OpenApiDocument;
 use crate::routes::{self, ApiDoc};
 use crate::services::{Services, ServicesError};
-use crate::settings::Settings;
+use crate::settings::{Settings, StorageBackend};
 pub use crate::state::AppState;
 use crate::webhooks::{WebhookMetrics, WebhookService};
+use domain::book_content::BookContent;
 use domain::webhook_log::DeliveryLog;
 use domain::webhook_receiver::WebhookReceiver;
 
@@ -44,6 +46,13 @@ impl AppState {
         let mut readiness = Readiness::new(DEFAULT_CHECK_TIMEOUT)
             .with_check(Arc::new(DatabaseCheck::new(db.clone())))
             .with_check(Arc::new(DcsCheck::new(services.dcs.clone())));
+        readiness = readiness.with_check(Arc::new(StorageCheck::new(
+            vec![
+                services.storage.content.clone(),
+                services.storage.teachers.clone(),
+            ],
+            settings.storage.backend == StorageBackend::Fs,
+        )));
         if services.cache.has_shared_tier() {
             readiness =
                 readiness.with_check(Arc::new(SharedCacheCheck::new(services.cache.clone())));
@@ -55,13 +64,26 @@ impl AppState {
             .expect("cache metrics are registered once in a fresh registry");
         let webhook_metrics = WebhookMetrics::register(metrics.registry())
             .expect("webhook metrics are registered once in a fresh registry");
+        let content = Arc::new(BookContent::new(
+            services.catalog.clone(),
+            services.dcs.clone(),
+            object_storage::asset_linker(&settings, &services.storage, services.dcs.clone()),
+            Arc::new(SqlActivityStore::new(db.clone())),
+            object_storage::asset_source(
+                &settings,
+                &services.storage,
+                services.dcs.clone(),
+                services.cache.clone(),
+            ),
+        ));
         let webhooks = WebhookService::new(
             WebhookReceiver::new(
                 DeliveryLog::new(SqlDeliveryStore::new(db.clone())),
                 services.catalog.clone(),
                 services.webhook_verifier.clone(),
                 WebhookService::observer(&webhook_metrics),
-            ),
+            )
+            .with_follower(content.clone()),
             webhook_metrics,
         );
         Self {
@@ -72,6 +94,7 @@ impl AppState {
             readiness,
             services,
             webhooks,
+            content,
         }
     }
 }

@@ -281,7 +281,9 @@ impl AuthUser {
         )))
     }
 
-    fn from_http_request(req: &HttpRequest) -> Result<Self, ApiError> {
+    /// The caller of `req` (what the extractor does), for handlers that accept either a bearer
+    /// token or another credential.
+    pub fn from_http_request(req: &HttpRequest) -> Result<Self, ApiError> {
         let keys = req.app_data::<web::Data<JwtKeys>>().ok_or_else(|| {
             ApiError::internal("JwtKeys is not registered as app data; use create_app")
         })?;

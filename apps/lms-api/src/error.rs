@@ -282,6 +282,12 @@ impl From<sea_orm::DbErr> for ApiError {
 
 // One line per domain error: the mapping to codes is the domain's (`ToProblem`).
 
+impl From<domain::book_content::ContentError> for ApiError {
+    fn from(error: domain::book_content::ContentError) -> Self {
+        Self::from_domain(error)
+    }
+}
+
 impl From<CatalogError> for ApiError {
     fn from(error: CatalogError) -> Self {
         Self::from_domain(error)

@@ -148,9 +148,9 @@ pub fn asset_linker(
     dcs: Arc<dyn DcsApi>,
 ) -> Arc<dyn AssetLinker> {
     match settings.asset_delivery {
-        AssetDelivery::Presigned => Arc::new(PresignedLinker::new(StorePresign(
-            storage.content.clone(),
-        ))),
+        AssetDelivery::Presigned => {
+            Arc::new(PresignedLinker::new(StorePresign(storage.content.clone())))
+        }
         AssetDelivery::Proxy => Arc::new(SignedProxyLinker::new(
             ProxyLinker::new(settings.public_url.as_str()),
             storage.links.clone(),

@@ -112,6 +112,47 @@ impl ReadinessCheck for DcsCheck {
     }
 }
 
+/// Object storage is reachable and its buckets exist. Required with the filesystem backend
+/// (this instance's own disk: without it the instance should leave the rotation), optional
+/// with S3, which every instance shares (as DCS: an outage there is degraded service).
+#[derive(Debug, Clone)]
+pub struct StorageCheck {
+    stores: Vec<Arc<dyn storage::ObjectStore>>,
+    required: bool,
+}
+
+impl StorageCheck {
+    /// Checks every store in `stores`.
+    pub fn new(stores: Vec<Arc<dyn storage::ObjectStore>>, required: bool) -> Self {
+        Self { stores, required }
+    }
+}
+
+#[async_trait]
+impl ReadinessCheck for StorageCheck {
+    fn name(&self) -> &'static str {
+        "storage"
+    }
+
+    fn required(&self) -> bool {
+        self.required
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        for store in &self.stores {
+            if let Err(err) = store.ready().await {
+                tracing::warn!(error = %err, bucket = store.bucket(), "readiness: storage check failed");
+                return Err(format!(
+                    "object storage unavailable ({}, bucket {})",
+                    err.code(),
+                    store.bucket()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The shared cache tier (Redis) answers `PING`, asked through the cache itself (only when
 /// `REDIS_URL` is set). Optional: without Redis the cache falls back to its local tier.
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use domain::book_content::BookContent;
 use domain::leases::LeaderLocks;
 use domain::ports::DcsSubscriptions;
 use domain::webhook_registration::WebhookRegistrar;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub services: Services,
     /// The DCS webhook pipeline (verify, log, invalidate).
     pub webhooks: WebhookService,
+    /// Book content for readers: configs, activities, assets.
+    pub content: Arc<BookContent>,
 }
 
 impl AppState {

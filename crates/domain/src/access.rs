@@ -5,6 +5,8 @@
 //! - Teachers and students: every *published* book. Assignment rules (which classes see which
 //!   books) do not exist yet; when they do, they narrow this rule here and nowhere else.
 //!
+//! - The holder of a signed asset URL: the book it was signed for, until it expires.
+//!
 //! A book the viewer may not see is reported as not found, so its existence does not leak.
 
 /// The role of the person asking, as the domain sees it.
@@ -15,6 +17,9 @@ pub enum ViewerRole {
     Publisher,
     Teacher,
     Student,
+    /// The holder of a signed asset URL: the server handed it to someone who could read the
+    /// book, and it expires like a presigned S3 URL.
+    SignedLink,
 }
 
 /// The person asking.
@@ -72,7 +77,7 @@ pub struct BookVisibility {
 /// Whether `viewer` may read the content of a book.
 pub fn can_read_book(viewer: &Viewer, book: &BookVisibility) -> bool {
     match viewer.role {
-        ViewerRole::Admin | ViewerRole::Supervisor => true,
+        ViewerRole::Admin | ViewerRole::Supervisor | ViewerRole::SignedLink => true,
         ViewerRole::Publisher => viewer.publisher_id == Some(book.publisher_id),
         ViewerRole::Teacher | ViewerRole::Student => book.status == BookStatus::Published,
     }

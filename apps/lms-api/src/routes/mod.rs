@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod auth;
 pub mod catalog;
+pub mod content;
 pub mod system;
 pub mod webhooks;
 
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(system::ready)
         .service(system::metrics)
         .service(system::openapi_json)
+        .service(content::signed_file)
         .service(utoipa_actix_web::scope(API_PREFIX).configure(configure_v1));
 }
 
@@ -37,6 +39,14 @@ fn configure_v1(cfg: &mut ServiceConfig) {
         .service(catalog::list_books)
         .service(catalog::get_book)
         .service(catalog::book_cover)
+        .service(content::book_config)
+        .service(content::book_activities)
+        .service(content::start_activity)
+        // Before the `{path}` route, which would match `presigned` too.
+        .service(content::asset_link)
+        .service(content::book_asset)
+        .service(content::book_media)
+        .service(content::import_activities)
         .service(admin::cache_stats)
         .service(admin::cache_clear);
     cfg.service(webhooks::dream_storage_webhook)
@@ -57,6 +67,7 @@ fn configure_v1(cfg: &mut ServiceConfig) {
         (name = "system", description = "Liveness, readiness, metrics and this document"),
         (name = "auth", description = "The authenticated caller"),
         (name = "catalog", description = "Publishers and books from Dream Central Storage, cached"),
+        (name = "content", description = "Book configs with asset URLs, activities, assets and media (streamed, with ranges)"),
         (name = "admin", description = "Cache and webhook administration (admin role)"),
         (name = "webhooks", description = "Deliveries from Dream Central Storage, signed with HMAC-SHA256"),
     )

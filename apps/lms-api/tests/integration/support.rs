@@ -30,7 +30,8 @@ pub fn settings_from(vars: &[(&str, &str)]) -> Result<Settings, lms_api::setting
 /// One temporary object root for this test process.
 pub fn test_objects_root() -> &'static std::path::Path {
     static ROOT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    ROOT.get_or_init(|| tempfile::tempdir().expect("temp dir")).path()
+    ROOT.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
 }
 
 /// Local settings with a known JWT secret over the given database URL, talking to the
