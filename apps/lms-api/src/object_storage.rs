@@ -72,11 +72,9 @@ impl Storage {
                     Arc::new(SystemClock),
                 )?);
                 let store = |bucket: &str| -> Result<Arc<dyn ObjectStore>, StorageError> {
-                    Ok(Arc::new(FsStore::new(
-                        &storage.fs_root,
-                        bucket,
-                        signer.clone(),
-                    )?))
+                    let store = FsStore::new(&storage.fs_root, bucket, signer.clone())?;
+                    store.create_bucket_blocking()?;
+                    Ok(Arc::new(store))
                 };
                 Ok(Self {
                     content: store(&storage.bucket)?,

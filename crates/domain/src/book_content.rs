@@ -662,16 +662,44 @@ impl BookContent {
         self.assets.open(&book, &path, request).await
     }
 
-    /// Re-reads the book's activities from its config (webhooks, the admin endpoint). A broken
-    /// config is an error and leaves the stored activities as they were.
+    /// Re-reads the book's activities from DCS now (webhooks, the admin endpoint), leaving the
+    /// cache alone: what readers are served is the cache's business. A broken config is an
+    /// error and leaves the stored activities as they were.
     pub async fn import_activities(&self, id: i64) -> Result<ActivityImport, ContentError> {
-        let book = self.book(id).await?.book;
-        self.import(&book).await
+        let record = self
+            .dcs
+            .get_book(id)
+            .await
+            .map_err(|e| ContentError::from_dcs(&e, "Book not found"))?;
+        let publisher = record
+            .publisher
+            .ok_or(ContentError::NotFound("Book not found"))?;
+        let book = BookRef::new(record.id, publisher, record.book_name).map_err(|e| {
+            ContentError::Upstream(UpstreamError {
+                upstream_code: "dcs_invalid_book_name",
+                message: e.to_string(),
+            })
+        })?;
+        let config = self
+            .dcs
+            .book_config(book.publisher(), book.book_name())
+            .await
+            .map_err(|e| ContentError::from_dcs(&e, "config.json not found"))?;
+        self.replace_activities(&book, &config).await
     }
 
+    /// Imports from the cached config (a book listed for the first time).
     async fn import(&self, book: &BookRef) -> Result<ActivityImport, ContentError> {
         let config = self.raw_config(book).await?;
-        let parsed = parse_activities(book.id(), &config.value)
+        self.replace_activities(book, &config.value).await
+    }
+
+    async fn replace_activities(
+        &self,
+        book: &BookRef,
+        config: &Value,
+    ) -> Result<ActivityImport, ContentError> {
+        let parsed = parse_activities(book.id(), config)
             .map_err(|e| ContentError::InvalidConfig(e.to_string()))?;
         let activities = parsed.len();
         let summary = self.activities.replace_for_book(book.id(), parsed).await?;

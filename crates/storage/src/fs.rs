@@ -72,6 +72,13 @@ impl FsStore {
         })
     }
 
+    /// Creates the bucket's folders now (blocking), so the embedded default works with no
+    /// `storage-init`: for start-up, before any request.
+    pub fn create_bucket_blocking(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(StorageError::Io)?;
+        std::fs::create_dir_all(&self.meta_dir).map_err(StorageError::Io)
+    }
+
     fn paths(&self, key: &str) -> (PathBuf, PathBuf) {
         let mut data = self.dir.clone();
         let mut meta = self.meta_dir.clone();
