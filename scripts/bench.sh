@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The committed catalog benchmark (`just bench`); the figures in docs/benchmarks.md come from it.
 #
-#  1. Builds the release binaries and the two benchmark examples of lms-api.
-#  2. Starts examples/bench_server: lms-api (production wiring, local cache, 200 books in the
+#  1. Builds the release binaries: lms-api and the two benchmarks of apps/bench.
+#  2. Starts bench_server (apps/bench): lms-api (production wiring, local cache, 200 books in the
 #     in-process fake DCS) and a bare actix server returning the same bytes from memory.
 #  3. For GET /api/v1/books?limit=20 and ?limit=200, on both servers: a warm-up, then ROUNDS
 #     rounds (server order alternating) of throughput at 64 connections and latency at 8.
@@ -43,7 +43,8 @@ command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain 
 ensure_tools
 
 log "building (release)"
-cargo build --release --locked -p lms-api --bin lms-api --example bench_server --example zipf_replay
+cargo build --release --locked -p lms-api --bin lms-api
+cargo build --release --locked -p lms-bench --bin bench_server --bin zipf_replay
 BIN=target/release
 
 work=$(mktemp -d)
@@ -141,7 +142,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "starting bench_server"
 # Production defaults apply (request log at info), except that REDIS_URL is ignored: this
 # measures the local cache tier.
-env -u REDIS_URL "$BIN/examples/bench_server" >"$work/bench_server.out" 2>"$work/bench_server.log" &
+env -u REDIS_URL "$BIN/bench_server" >"$work/bench_server.out" 2>"$work/bench_server.log" &
 pids+=($!)
 for _ in $(seq 1 600); do
   grep -qx ready "$work/bench_server.out" 2>/dev/null && break
@@ -259,10 +260,10 @@ hwm_standalone=$(rss_kb "$standalone_pid" VmHWM)
 # --- Zipf replay ---------------------------------------------------------------------------
 
 log "Zipf replay"
-"$BIN/examples/zipf_replay" --requests-per-second 100 >"$work/zipf.md"
+"$BIN/zipf_replay" --requests-per-second 100 >"$work/zipf.md"
 zipf_sensitivity=$(
   for rate in 1000 100 10; do
-    "$BIN/examples/zipf_replay" --requests-per-second "$rate" >"$work/zipf-$rate.md"
+    "$BIN/zipf_replay" --requests-per-second "$rate" >"$work/zipf-$rate.md"
     printf '| %s req/s | %s | %s |\n' "$rate" \
       "$(awk -F'|' '/cache hit rate/ { gsub(/\*/, "", $3); split($3, a, " "); print a[1] }' "$work/zipf-$rate.md")" \
       "$(awk -F'|' '/reached DCS/ { split($3, a, " "); print a[1] }' "$work/zipf-$rate.md")"

@@ -18,7 +18,8 @@ use crate::settings::Settings;
 use crate::webhooks::WebhookService;
 
 /// Everything handlers share. Cheap to clone (reference-counted parts). Built by
-/// [`crate::app::build_state`] (or `AppState::new` / `AppState::with_services`).
+/// `app::build_state` (or `AppState::new` / `AppState::with_services`), which live with the
+/// wiring.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The settings the server started with.

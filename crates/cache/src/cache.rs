@@ -1,7 +1,6 @@
 //! The cache facade: tiers, single-flight, stale-if-error, negative caching, invalidation.
 
-use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,11 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 use crate::bus::{AbortOnDrop, BusEvent, Invalidation, InvalidationBus};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CacheConfig, RedisConfig};
+use crate::flight::{FlightGuard, Flights, Outcome, Role, wait_for_outcome};
 use crate::key::SegmentPrefix;
 use crate::local::LocalStore;
 use crate::redis_tier::{RedisInvalidationBus, RedisStore};
@@ -155,8 +155,7 @@ impl CacheBuilder {
             config: self.config,
             shared: self.shared,
             bus: self.bus,
-            flights: Mutex::new(HashMap::new()),
-            next_flight_id: AtomicU64::new(0),
+            flights: Flights::default(),
             fill_gate: RwLock::new(()),
             epoch: AtomicU64::new(0),
             counters: Counters::default(),
@@ -176,8 +175,7 @@ struct Inner {
     shared: Option<Arc<dyn CacheStore>>,
     bus: Option<Arc<dyn InvalidationBus>>,
     /// Fetches in flight, by key; callers that miss on a key with a flight wait for it.
-    flights: Mutex<HashMap<String, Flight>>,
-    next_flight_id: AtomicU64,
+    flights: Flights,
     /// Fills of the local tier hold this shared; invalidations hold it exclusively, so a fill
     /// checks the epoch and writes atomically with respect to them.
     fill_gate: RwLock<()>,
@@ -186,55 +184,6 @@ struct Inner {
     epoch: AtomicU64,
     counters: Counters,
     listener: Mutex<Option<AbortOnDrop>>,
-}
-
-/// The result a fetching caller hands to the callers waiting on it.
-enum Outcome {
-    Resolved {
-        value: Fetched,
-        freshness: Freshness,
-    },
-    Stale(Bytes),
-    /// The fetch error, boxed so the non-generic flight table can carry any caller's error type.
-    Failed(Box<dyn Any + Send + Sync>),
-}
-
-type OutcomeSlot = Option<Arc<Outcome>>;
-
-struct Flight {
-    id: u64,
-    outcome: watch::Receiver<OutcomeSlot>,
-}
-
-enum Role<'a> {
-    Leader(FlightGuard<'a>),
-    Follower(watch::Receiver<OutcomeSlot>),
-}
-
-/// Held by the fetching caller. Dropping it without [`FlightGuard::finish`] (the caller was
-/// cancelled) removes the flight and closes its channel, so waiters retry instead of hanging.
-struct FlightGuard<'a> {
-    inner: &'a Inner,
-    key: &'a str,
-    id: u64,
-    sender: Option<watch::Sender<OutcomeSlot>>,
-}
-
-impl FlightGuard<'_> {
-    fn finish(mut self, outcome: Outcome) {
-        if let Some(sender) = self.sender.take() {
-            sender.send_replace(Some(Arc::new(outcome)));
-            self.inner.end_flight(self.key, self.id);
-        }
-    }
-}
-
-impl Drop for FlightGuard<'_> {
-    fn drop(&mut self) {
-        if self.sender.take().is_some() {
-            self.inner.end_flight(self.key, self.id);
-        }
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -322,7 +271,7 @@ impl Cache {
             {
                 return Ok(CacheLookup::new(entry.value, Freshness::Fresh));
             }
-            match inner.join_or_lead(key) {
+            match inner.flights.join_or_lead(key) {
                 Role::Follower(outcome) => {
                     if !joined_a_flight {
                         joined_a_flight = true;
@@ -715,18 +664,6 @@ async fn remove_from_store(
     })
 }
 
-async fn wait_for_outcome(mut outcome: watch::Receiver<OutcomeSlot>) -> Option<Arc<Outcome>> {
-    loop {
-        if let Some(done) = outcome.borrow_and_update().as_ref() {
-            return Some(Arc::clone(done));
-        }
-        if outcome.changed().await.is_err() {
-            // Closed: either finished just before closing, or abandoned.
-            return outcome.borrow().clone();
-        }
-    }
-}
-
 fn spawn_bus_listener(
     inner: Weak<Inner>,
     mut events: broadcast::Receiver<BusEvent>,
@@ -750,35 +687,6 @@ fn spawn_bus_listener(
 }
 
 impl Inner {
-    fn join_or_lead<'a>(&'a self, key: &'a str) -> Role<'a> {
-        let mut flights = lock(&self.flights);
-        if let Some(flight) = flights.get(key) {
-            return Role::Follower(flight.outcome.clone());
-        }
-        let id = self.next_flight_id.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = watch::channel(None);
-        flights.insert(
-            key.to_owned(),
-            Flight {
-                id,
-                outcome: receiver,
-            },
-        );
-        Role::Leader(FlightGuard {
-            inner: self,
-            key,
-            id,
-            sender: Some(sender),
-        })
-    }
-
-    fn end_flight(&self, key: &str, id: u64) {
-        let mut flights = lock(&self.flights);
-        if flights.get(key).is_some_and(|flight| flight.id == id) {
-            flights.remove(key);
-        }
-    }
-
     fn entry_for(&self, value: Fetched, fresh_for: Duration) -> StoredEntry {
         // "Not found" is cached only briefly and never served stale.
         let stale_for = match value {

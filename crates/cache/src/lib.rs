@@ -4,6 +4,7 @@ mod bus;
 mod cache;
 mod clock;
 mod config;
+mod flight;
 mod key;
 mod local;
 mod redis_tier;

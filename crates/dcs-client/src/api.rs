@@ -11,8 +11,8 @@ use futures_util::StreamExt as _;
 
 use crate::error::DcsError;
 use crate::models::{
-    Book, BookFile, Health, PresignedUrl, Publisher, PublisherPage, StorageNode,
-    WebhookDeliveryLog, WebhookSubscription, WebhookSubscriptionCreate, WebhookSubscriptionUpdate,
+    Book, BookFile, Health, PresignedUrl, Publisher, WebhookSubscription,
+    WebhookSubscriptionCreate, WebhookSubscriptionUpdate,
 };
 use crate::path::AssetPath;
 
@@ -141,30 +141,22 @@ impl DownloadOptions {
     }
 }
 
-/// The DCS API as the LMS needs it. Object-safe: hold it as `Arc<dyn DcsApi>`.
+/// The DCS API as the LMS needs it: what the LMS domain calls, and the book content reads its
+/// config, asset and activity features are built on. Object-safe: hold it as
+/// `Arc<dyn DcsApi>`. [`DcsClient`](crate::DcsClient) has further public calls of its own.
 ///
 /// Storage methods take the publisher **name** and the `book_name` (what [`Book::publisher`]
 /// and [`Book::book_name`] hold), not ids; they are percent-encoded by the client.
 #[async_trait]
 pub trait DcsApi: Send + Sync {
-    /// Logs in now (`POST /auth/login`) and caches the token. Other calls log in on their own
-    /// when needed; this is for checking credentials at start-up.
-    async fn login(&self) -> Result<(), DcsError>;
-
     /// `GET /health` (no auth).
     async fn health(&self) -> Result<Health, DcsError>;
 
     /// All active publishers, following `GET /publishers/?skip=&limit=` to the end.
     async fn list_publishers(&self) -> Result<Vec<Publisher>, DcsError>;
 
-    /// One page of `GET /publishers/` (`limit` 1..=1000).
-    async fn list_publishers_page(&self, skip: u64, limit: u32) -> Result<PublisherPage, DcsError>;
-
     /// `GET /publishers/{id}` (inactive publishers are returned too).
     async fn get_publisher(&self, id: i64) -> Result<Publisher, DcsError>;
-
-    /// `GET /publishers/by-name/{name}`.
-    async fn get_publisher_by_name(&self, name: &str) -> Result<Publisher, DcsError>;
 
     /// `GET /publishers/{id}/logo`, streamed with its content type.
     async fn publisher_logo(&self, id: i64) -> Result<Download, DcsError>;
@@ -176,19 +168,9 @@ pub trait DcsApi: Send + Sync {
     /// `GET /books/{id}`.
     async fn get_book(&self, id: i64) -> Result<Book, DcsError>;
 
-    /// `POST /books/batch`, in chunks of 100 ids. Unknown and archived ids are skipped by DCS.
-    async fn get_books(&self, ids: &[i64]) -> Result<Vec<Book>, DcsError>;
-
     /// `GET /storage/books/{publisher}/{book}/config`: config.json as JSON.
     async fn book_config(&self, publisher: &str, book: &str)
     -> Result<serde_json::Value, DcsError>;
-
-    /// The same as [`book_config`](DcsApi::book_config), as the raw bytes DCS sent.
-    async fn book_config_bytes(&self, publisher: &str, book: &str) -> Result<Bytes, DcsError>;
-
-    /// `GET /storage/books/{publisher}/{book}`: the folder tree (an unknown book gives an empty
-    /// tree, not 404).
-    async fn book_tree(&self, publisher: &str, book: &str) -> Result<StorageNode, DcsError>;
 
     /// The book's files, relative to the book root, with sizes (the tree flattened).
     async fn book_contents(&self, publisher: &str, book: &str) -> Result<Vec<BookFile>, DcsError>;
@@ -212,9 +194,6 @@ pub trait DcsApi: Send + Sync {
         options: &DownloadOptions,
     ) -> Result<Conditional, DcsError>;
 
-    /// The URL of the object endpoint for a path (it needs a DCS admin JWT to be fetched).
-    fn asset_url(&self, publisher: &str, book: &str, path: &AssetPath) -> Result<String, DcsError>;
-
     /// `GET /storage/books/{publisher}/{book}/presigned?path=&expires=`: a URL that needs no
     /// auth (`expires` 60 s..=86400 s).
     async fn presigned_url(
@@ -227,9 +206,6 @@ pub trait DcsApi: Send + Sync {
 
     /// `GET /webhooks/`.
     async fn list_webhooks(&self) -> Result<Vec<WebhookSubscription>, DcsError>;
-
-    /// `GET /webhooks/{id}`.
-    async fn get_webhook(&self, id: i64) -> Result<WebhookSubscription, DcsError>;
 
     /// `POST /webhooks/` (not retried).
     async fn create_webhook(
@@ -246,7 +222,4 @@ pub trait DcsApi: Send + Sync {
 
     /// `DELETE /webhooks/{id}`.
     async fn delete_webhook(&self, id: i64) -> Result<(), DcsError>;
-
-    /// `GET /webhooks/{id}/logs`.
-    async fn webhook_logs(&self, id: i64) -> Result<Vec<WebhookDeliveryLog>, DcsError>;
 }

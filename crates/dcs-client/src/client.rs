@@ -480,13 +480,102 @@ fn conditional_headers(mut req: Req, if_none_match: Option<&str>) -> Result<Req,
     Ok(req)
 }
 
-#[async_trait]
-impl DcsApi for DcsClient {
-    async fn login(&self) -> Result<(), DcsError> {
+/// Calls beyond the [`DcsApi`] port: public API for other services (see the README), not
+/// needed by the LMS domain, so not part of the trait its fakes implement.
+impl DcsClient {
+    /// Logs in now (`POST /auth/login`) and caches the token. Other calls log in on their own
+    /// when needed; this is for checking credentials at start-up.
+    pub async fn login(&self) -> Result<(), DcsError> {
         let _guard = self.inner.tokens.refresh_lock.lock().await;
         self.do_login().await.map(|_| ())
     }
 
+    /// One page of `GET /publishers/` (`limit` 1..=1000).
+    pub async fn list_publishers_page(
+        &self,
+        skip: u64,
+        limit: u32,
+    ) -> Result<PublisherPage, DcsError> {
+        if !(1..=1000).contains(&limit) {
+            return Err(DcsError::InvalidArgument {
+                message: format!("limit must be 1..=1000, got {limit}"),
+            });
+        }
+        let req = Req::new(Method::GET, "/publishers/", AuthScope::ApiKeyOk)
+            .query(format!("skip={skip}&limit={limit}"));
+        self.get_json(req, "publisher list").await
+    }
+
+    /// `GET /publishers/by-name/{name}`.
+    pub async fn get_publisher_by_name(&self, name: &str) -> Result<Publisher, DcsError> {
+        check_name("publisher", name)?;
+        let path = format!("/publishers/by-name/{}", encode_segment(name));
+        self.get_json(
+            Req::new(Method::GET, path, AuthScope::ApiKeyOk),
+            "publisher",
+        )
+        .await
+    }
+
+    /// `POST /books/batch`, in chunks of 100 ids. Unknown and archived ids are skipped by DCS.
+    pub async fn get_books(&self, ids: &[i64]) -> Result<Vec<Book>, DcsError> {
+        let chunk = self.inner.cfg.batch_size.clamp(1, 100);
+        let mut out = Vec::new();
+        for ids in ids.chunks(chunk) {
+            let req = Req::new(Method::POST, "/books/batch", AuthScope::ApiKeyOk)
+                .json(&BatchRequest { ids })?
+                // A read, although a POST.
+                .idempotent(true);
+            let books: Vec<Book> = self.get_json(req, "book batch").await?;
+            out.extend(books);
+        }
+        Ok(out)
+    }
+
+    /// `GET /storage/books/{publisher}/{book}/config` as the raw bytes DCS sent.
+    pub async fn book_config_bytes(&self, publisher: &str, book: &str) -> Result<Bytes, DcsError> {
+        let req = self.storage_req(publisher, book, "/config")?;
+        let answer = self.execute(req).await?;
+        match answer.body {
+            Body::Full(b) => Ok(b),
+            Body::Stream(_) => Err(DcsError::decode("unexpected streamed body")),
+        }
+    }
+
+    /// `GET /storage/books/{publisher}/{book}`: the folder tree (an unknown book gives an empty
+    /// tree, not 404).
+    pub async fn book_tree(&self, publisher: &str, book: &str) -> Result<StorageNode, DcsError> {
+        let req = self.storage_req(publisher, book, "")?;
+        self.get_json(req, "storage tree").await
+    }
+
+    /// The URL of the object endpoint for a path (it needs a DCS admin JWT to be fetched).
+    pub fn asset_url(
+        &self,
+        publisher: &str,
+        book: &str,
+        path: &AssetPath,
+    ) -> Result<String, DcsError> {
+        let p = format!("{}/object", book_storage_path(publisher, book)?);
+        let q = format!("path={}", path.to_query_value());
+        Ok(self.inner.transport.url(&p, Some(&q)))
+    }
+
+    /// `GET /webhooks/{id}`.
+    pub async fn get_webhook(&self, id: i64) -> Result<WebhookSubscription, DcsError> {
+        let req = Req::new(Method::GET, format!("/webhooks/{id}"), WEBHOOKS);
+        self.get_json(req, "webhook").await
+    }
+
+    /// `GET /webhooks/{id}/logs`.
+    pub async fn webhook_logs(&self, id: i64) -> Result<Vec<WebhookDeliveryLog>, DcsError> {
+        let req = Req::new(Method::GET, format!("/webhooks/{id}/logs"), WEBHOOKS);
+        self.get_json(req, "webhook logs").await
+    }
+}
+
+#[async_trait]
+impl DcsApi for DcsClient {
     async fn health(&self) -> Result<Health, DcsError> {
         self.get_json(Req::new(Method::GET, "/health", AuthScope::None), "health")
             .await
@@ -508,17 +597,6 @@ impl DcsApi for DcsClient {
         Ok(all)
     }
 
-    async fn list_publishers_page(&self, skip: u64, limit: u32) -> Result<PublisherPage, DcsError> {
-        if !(1..=1000).contains(&limit) {
-            return Err(DcsError::InvalidArgument {
-                message: format!("limit must be 1..=1000, got {limit}"),
-            });
-        }
-        let req = Req::new(Method::GET, "/publishers/", AuthScope::ApiKeyOk)
-            .query(format!("skip={skip}&limit={limit}"));
-        self.get_json(req, "publisher list").await
-    }
-
     async fn get_publisher(&self, id: i64) -> Result<Publisher, DcsError> {
         let req = Req::new(
             Method::GET,
@@ -526,16 +604,6 @@ impl DcsApi for DcsClient {
             AuthScope::ApiKeyOk,
         );
         self.get_json(req, "publisher").await
-    }
-
-    async fn get_publisher_by_name(&self, name: &str) -> Result<Publisher, DcsError> {
-        check_name("publisher", name)?;
-        let path = format!("/publishers/by-name/{}", encode_segment(name));
-        self.get_json(
-            Req::new(Method::GET, path, AuthScope::ApiKeyOk),
-            "publisher",
-        )
-        .await
     }
 
     async fn publisher_logo(&self, id: i64) -> Result<Download, DcsError> {
@@ -562,20 +630,6 @@ impl DcsApi for DcsClient {
         self.get_json(req, "book").await
     }
 
-    async fn get_books(&self, ids: &[i64]) -> Result<Vec<Book>, DcsError> {
-        let chunk = self.inner.cfg.batch_size.clamp(1, 100);
-        let mut out = Vec::new();
-        for ids in ids.chunks(chunk) {
-            let req = Req::new(Method::POST, "/books/batch", AuthScope::ApiKeyOk)
-                .json(&BatchRequest { ids })?
-                // A read, although a POST.
-                .idempotent(true);
-            let books: Vec<Book> = self.get_json(req, "book batch").await?;
-            out.extend(books);
-        }
-        Ok(out)
-    }
-
     async fn book_config(
         &self,
         publisher: &str,
@@ -583,20 +637,6 @@ impl DcsApi for DcsClient {
     ) -> Result<serde_json::Value, DcsError> {
         let bytes = self.book_config_bytes(publisher, book).await?;
         serde_json::from_slice(&bytes).map_err(|e| DcsError::decode(format!("config.json: {e}")))
-    }
-
-    async fn book_config_bytes(&self, publisher: &str, book: &str) -> Result<Bytes, DcsError> {
-        let req = self.storage_req(publisher, book, "/config")?;
-        let answer = self.execute(req).await?;
-        match answer.body {
-            Body::Full(b) => Ok(b),
-            Body::Stream(_) => Err(DcsError::decode("unexpected streamed body")),
-        }
-    }
-
-    async fn book_tree(&self, publisher: &str, book: &str) -> Result<StorageNode, DcsError> {
-        let req = self.storage_req(publisher, book, "")?;
-        self.get_json(req, "storage tree").await
     }
 
     async fn book_contents(&self, publisher: &str, book: &str) -> Result<Vec<BookFile>, DcsError> {
@@ -634,12 +674,6 @@ impl DcsApi for DcsClient {
         into_conditional(answer)
     }
 
-    fn asset_url(&self, publisher: &str, book: &str, path: &AssetPath) -> Result<String, DcsError> {
-        let p = format!("{}/object", book_storage_path(publisher, book)?);
-        let q = format!("path={}", path.to_query_value());
-        Ok(self.inner.transport.url(&p, Some(&q)))
-    }
-
     async fn presigned_url(
         &self,
         publisher: &str,
@@ -670,11 +704,6 @@ impl DcsApi for DcsClient {
         .await
     }
 
-    async fn get_webhook(&self, id: i64) -> Result<WebhookSubscription, DcsError> {
-        let req = Req::new(Method::GET, format!("/webhooks/{id}"), WEBHOOKS);
-        self.get_json(req, "webhook").await
-    }
-
     async fn create_webhook(
         &self,
         subscription: &WebhookSubscriptionCreate,
@@ -695,10 +724,5 @@ impl DcsApi for DcsClient {
     async fn delete_webhook(&self, id: i64) -> Result<(), DcsError> {
         let req = Req::new(Method::DELETE, format!("/webhooks/{id}"), WEBHOOKS);
         self.execute(req).await.map(|_| ())
-    }
-
-    async fn webhook_logs(&self, id: i64) -> Result<Vec<WebhookDeliveryLog>, DcsError> {
-        let req = Req::new(Method::GET, format!("/webhooks/{id}/logs"), WEBHOOKS);
-        self.get_json(req, "webhook logs").await
     }
 }

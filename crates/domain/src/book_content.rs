@@ -556,10 +556,12 @@ impl BookContent {
                 || async {
                     match self
                         .dcs
-                        .book_config_bytes(book.publisher(), book.book_name())
+                        .book_config(book.publisher(), book.book_name())
                         .await
                     {
-                        Ok(bytes) => Ok(Fetched::Found(bytes)),
+                        Ok(config) => Ok(Fetched::Found(Bytes::from(
+                            serde_json::to_vec(&config).expect("JSON values serialise"),
+                        ))),
                         Err(e) if e.is_not_found() => Ok(Fetched::NotFound),
                         Err(e) => Err(Arc::new(e)),
                     }

@@ -31,6 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::errors::{Code, Problem, ToProblem, dcs_is_unavailable};
 use crate::leases::{LeaderLockError, LeaderLocks};
 use crate::ports::SubscriptionApi;
+use crate::webhooks::DCS_EVENTS;
 
 /// Name of the lease registration runs under.
 pub const REGISTRATION_LOCK: &str = "dcs-webhook-registration";
@@ -41,14 +42,7 @@ pub const REGISTRATION_LOCK: &str = "dcs-webhook-registration";
 pub const REGISTRATION_LEASE: Duration = Duration::from_secs(5 * 60);
 
 /// The events the LMS subscribes to: every event DCS emits.
-pub const SUBSCRIBED_EVENTS: [WebhookEventType; 6] = [
-    WebhookEventType::BookCreated,
-    WebhookEventType::BookUpdated,
-    WebhookEventType::BookDeleted,
-    WebhookEventType::PublisherCreated,
-    WebhookEventType::PublisherUpdated,
-    WebhookEventType::PublisherDeleted,
-];
+pub const SUBSCRIBED_EVENTS: [WebhookEventType; 6] = DCS_EVENTS;
 
 /// Description given to a subscription the LMS creates.
 const SUBSCRIPTION_DESCRIPTION: &str = "Dream LMS: cache invalidation of DCS content";

@@ -4,6 +4,7 @@
 //! DCS signs `sha256=<hex HMAC-SHA256(secret, raw body)>` and sends no delivery id, so the body
 //! digest is the idempotency key: DCS retries with identical bytes.
 
+use dcs_client::WebhookEventType;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -81,7 +82,23 @@ pub fn body_digest(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
-/// The events DCS emits; anything else is acknowledged and ignored.
+/// The six events DCS emits, as the DCS client names them: the one table of event names the
+/// domain uses (for parsing deliveries, for metric labels and for the subscription filter).
+pub const DCS_EVENTS: [WebhookEventType; 6] = [
+    WebhookEventType::BookCreated,
+    WebhookEventType::BookUpdated,
+    WebhookEventType::BookDeleted,
+    WebhookEventType::PublisherCreated,
+    WebhookEventType::PublisherUpdated,
+    WebhookEventType::PublisherDeleted,
+];
+
+/// [`DCS_EVENTS`] with a `'static` address, so their names can be handed out as `&'static str`.
+static DCS_EVENT_TYPES: [WebhookEventType; 6] = DCS_EVENTS;
+
+/// What the domain makes of a delivery's `event`: one of the events DCS emits, or anything
+/// else (acknowledged and ignored, including the `processing.*` types DCS declares but never
+/// sends). The names are [`DCS_EVENTS`]'.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
     BookCreated,
@@ -94,28 +111,34 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The DCS client's type of a known event (`None` for unknown ones).
+    pub fn event_type(&self) -> Option<&'static WebhookEventType> {
+        let index = match self {
+            Self::BookCreated => 0,
+            Self::BookUpdated => 1,
+            Self::BookDeleted => 2,
+            Self::PublisherCreated => 3,
+            Self::PublisherUpdated => 4,
+            Self::PublisherDeleted => 5,
+            Self::Unknown(_) => return None,
+        };
+        Some(&DCS_EVENT_TYPES[index])
+    }
+
     /// The DCS name of a known event (`None` for unknown ones, whose names are the sender's).
     pub fn known_name(&self) -> Option<&'static str> {
-        Some(match self {
-            Self::BookCreated => "book.created",
-            Self::BookUpdated => "book.updated",
-            Self::BookDeleted => "book.deleted",
-            Self::PublisherCreated => "publisher.created",
-            Self::PublisherUpdated => "publisher.updated",
-            Self::PublisherDeleted => "publisher.deleted",
-            Self::Unknown(_) => return None,
-        })
+        self.event_type().map(WebhookEventType::as_str)
     }
 
     fn parse(name: &str) -> Self {
-        match name {
-            "book.created" => Self::BookCreated,
-            "book.updated" => Self::BookUpdated,
-            "book.deleted" => Self::BookDeleted,
-            "publisher.created" => Self::PublisherCreated,
-            "publisher.updated" => Self::PublisherUpdated,
-            "publisher.deleted" => Self::PublisherDeleted,
-            other => Self::Unknown(other.to_owned()),
+        match WebhookEventType::from(name) {
+            WebhookEventType::BookCreated => Self::BookCreated,
+            WebhookEventType::BookUpdated => Self::BookUpdated,
+            WebhookEventType::BookDeleted => Self::BookDeleted,
+            WebhookEventType::PublisherCreated => Self::PublisherCreated,
+            WebhookEventType::PublisherUpdated => Self::PublisherUpdated,
+            WebhookEventType::PublisherDeleted => Self::PublisherDeleted,
+            _ => Self::Unknown(name.to_owned()),
         }
     }
 }

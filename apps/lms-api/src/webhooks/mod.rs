@@ -3,8 +3,8 @@
 //!
 //! - [`WebhookService`]: the receiver over the SQL delivery log, the catalog's cache and the
 //!   Prometheus counter, as the route uses it;
-//! - [`delivery_metrics`]: `dcs_webhook_deliveries_total`;
-//! - [`startup_registration`]: the background registration `serve` starts.
+//! - `delivery_metrics`: the `dcs_webhook_deliveries_total` counter;
+//! - `startup_registration`: the background registration `serve` starts.
 
 pub mod delivery_metrics;
 pub mod startup_registration;

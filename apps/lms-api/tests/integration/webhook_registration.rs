@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::test as actix_test;
 use cache::Cache;
 use dcs_client::{
-    Credentials, DcsConfig, DcsError, WebhookSubscription, WebhookSubscriptionCreate,
+    Credentials, DcsApi, DcsConfig, DcsError, WebhookSubscription, WebhookSubscriptionCreate,
     WebhookSubscriptionUpdate,
 };
 use dcs_mock::Fault;
@@ -140,8 +140,9 @@ async fn admin_registration_creates_then_leaves_alone(database: TestDatabase) {
 on_both_databases!(admin_registration_creates_then_leaves_alone);
 
 async fn registration_repairs_secret_activation_filter_and_duplicates(database: TestDatabase) {
-    let Fixture { dcs: _dcs, state } = fixture(&database).await;
-    let api = state.services.dcs.clone();
+    let Fixture { dcs, state } = fixture(&database).await;
+    // A client of its own: `get_webhook` is not part of the port the state holds.
+    let api = crate::support::test_dcs_client(dcs.base_url(), 1000);
     let registrar = state.webhook_registrar("test");
 
     // Registered earlier with another secret, then deactivated.

@@ -11,10 +11,10 @@
 //! `admin_token`, `pid`), then `ready`, and serves until SIGINT or SIGTERM.
 //!
 //! ```sh
-//! cargo run --release -p lms-api --example bench_server -- --lms-port 8700 --baseline-port 8701
+//! cargo run --release -p lms-bench --bin bench_server -- --lms-port 8700 --baseline-port 8701
 //! ```
 
-mod bench_support;
+use lms_bench as bench_support;
 
 use std::collections::HashMap;
 use std::time::Duration;

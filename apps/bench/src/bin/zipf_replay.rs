@@ -10,10 +10,10 @@
 //! Everything is seeded, so a run is deterministic.
 //!
 //! ```sh
-//! cargo run --release -p lms-api --example zipf_replay -- --requests 200000
+//! cargo run --release -p lms-bench --bin zipf_replay -- --requests 200000
 //! ```
 
-mod bench_support;
+use lms_bench as bench_support;
 
 use std::process::ExitCode;
 use std::sync::Arc;

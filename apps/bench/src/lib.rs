@@ -1,4 +1,7 @@
-//! The data set both benchmark examples run on: the fake DCS serving the sample book plus
+//! The benchmark harness of `scripts/bench.sh` (binaries `bench_server` and `zipf_replay`),
+//! kept out of lms-api so that the server and its examples never depend on the fake DCS.
+//!
+//! The data set both benchmarks run on: the fake DCS serving the sample book plus
 //! copies of it under other names, spread over a handful of publishers.
 
 use std::time::Duration;
