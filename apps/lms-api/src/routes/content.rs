@@ -37,7 +37,7 @@ fn viewer(user: &AuthUser) -> Viewer {
     }
 }
 
-fn header_str<'r>(req: &'r HttpRequest, name: header::HeaderName) -> Option<&'r str> {
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
