@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::from_fn;
+use actix_cors::Cors;
+use actix_web::http::header;
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, web};
 use sea_orm::DatabaseConnection;
 use utoipa::OpenApi;
@@ -138,6 +140,7 @@ pub fn create_app(
     let allowed_methods = AllowedMethods::from_openapi(&openapi);
     let document = OpenApiDocument::new(&openapi);
     let metrics = state.metrics.clone();
+    let cors = cors(&state.settings.frontend_origins);
 
     app.app_data(web::Data::from(state.jwt.clone()))
         .app_data(web::Data::new(state))
@@ -155,4 +158,39 @@ pub fn create_app(
             track_requests(metrics.clone(), req, next)
         }))
         .wrap(from_fn(crate::telemetry::log_requests))
+        // Outermost: preflights are answered before anything else runs.
+        .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
+}
+
+/// CORS for the LMS frontend's origins (`LMS_FRONTEND_ORIGINS`); `None` when there are none,
+/// so same-origin deployments carry no CORS headers at all. Other origins get no CORS headers
+/// (the browser then refuses the answer); they are not turned into errors here.
+fn cors(origins: &[String]) -> Option<Cors> {
+    if origins.is_empty() {
+        return None;
+    }
+    let mut cors = Cors::default()
+        .block_on_origin_mismatch(false)
+        .allowed_methods(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::RANGE,
+            header::IF_NONE_MATCH,
+            header::IF_RANGE,
+        ])
+        .expose_headers([
+            header::CONTENT_RANGE,
+            header::CONTENT_LENGTH,
+            header::ACCEPT_RANGES,
+            header::ETAG,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-cache"),
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    Some(cors)
 }

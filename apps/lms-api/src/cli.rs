@@ -39,6 +39,9 @@ pub enum Command {
     Migrate,
     /// Print a bearer JWT signed with LMS_JWT_SECRET (for local use and tests).
     Token(TokenArgs),
+    /// Create the buckets (MINIO_BUCKET_NAME, MINIO_TEACHERS_BUCKET) and allow the frontend's
+    /// origins (LMS_FRONTEND_ORIGINS) to GET from them, where the server supports CORS.
+    StorageInit,
 }
 
 /// Arguments of `lms-api token`.
@@ -106,7 +109,40 @@ fn run_command(cli: Cli, source: &EnvSource) -> Result<(), String> {
             .block_on(migrate(settings))
             .map_err(|e| e.to_string()),
         Command::Token(args) => token(&settings, &args),
+        Command::StorageInit => actix_web::rt::System::new()
+            .block_on(storage_init(&settings))
+            .map_err(|e| e.to_string()),
     }
+}
+
+/// `lms-api storage-init`: creates both buckets, then applies the CORS rule, printing what
+/// happened to each bucket on stdout.
+pub async fn storage_init(settings: &Settings) -> Result<(), storage::StorageError> {
+    let storage = crate::object_storage::Storage::from_settings(settings)?;
+    let rule = storage::CorsRule {
+        origins: settings.frontend_origins.clone(),
+        max_age_secs: 3600,
+    };
+    for store in [&storage.content, &storage.teachers] {
+        store.create_bucket().await?;
+        store.ready().await?;
+        let cors = if rule.origins.is_empty() {
+            "CORS: not set (LMS_FRONTEND_ORIGINS is empty)".to_owned()
+        } else {
+            match store.set_cors(&rule).await? {
+                storage::CorsOutcome::Applied => {
+                    format!("CORS: GET from {}", rule.origins.join(", "))
+                }
+                storage::CorsOutcome::Unsupported(reason) => format!(
+                    "CORS: NOT applied, this server does not support bucket CORS ({reason}); \
+                     configure it on the server or serve the frontend from the same origin"
+                ),
+                storage::CorsOutcome::NotNeeded(why) => format!("CORS: not needed ({why})"),
+            }
+        };
+        println!("bucket {}: ready; {cors}", store.bucket());
+    }
+    Ok(())
 }
 
 fn fail(err: &dyn std::fmt::Display) -> ExitCode {

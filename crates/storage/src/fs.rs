@@ -390,6 +390,13 @@ impl ObjectStore for FsStore {
         self.bucket_dir_exists().await
     }
 
+    async fn set_cors(&self, _rule: &crate::CorsRule) -> Result<crate::CorsOutcome> {
+        Ok(crate::CorsOutcome::NotNeeded(
+            "filesystem objects are served by lms-api's /files route, which applies \
+             LMS_FRONTEND_ORIGINS itself",
+        ))
+    }
+
     async fn create_bucket(&self) -> Result<()> {
         tokio::fs::create_dir_all(&self.dir)
             .await

@@ -19,6 +19,8 @@ pub mod presign;
 pub mod range;
 pub mod s3;
 pub mod sigv4;
+#[cfg(feature = "test-server")]
+pub mod testing;
 
 pub use error::{Result, StorageError};
 pub use fs::{FsStore, FsUrlSigner, UrlError, VerifiedUrl};
@@ -148,6 +150,36 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Creates the bucket when missing (for `lms-api storage-init`); idempotent.
     async fn create_bucket(&self) -> Result<()>;
+
+    /// Lets browsers on `rule.origins` GET objects cross-origin through presigned URLs (for
+    /// `lms-api storage-init`). Says so when the server does not support it, or when this
+    /// adapter has nothing to configure.
+    async fn set_cors(&self, rule: &CorsRule) -> Result<CorsOutcome>;
+}
+
+/// The CORS rule `storage-init` applies: GET and HEAD from the LMS frontend's origins,
+/// exposing the headers media players and range requests need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsRule {
+    pub origins: Vec<String>,
+    pub max_age_secs: u32,
+}
+
+impl CorsRule {
+    /// Headers browsers may read from cross-origin answers.
+    pub const EXPOSED_HEADERS: [&'static str; 4] =
+        ["Content-Range", "Content-Length", "Accept-Ranges", "ETag"];
+}
+
+/// What [`ObjectStore::set_cors`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOutcome {
+    /// The bucket now carries the rule.
+    Applied,
+    /// The server does not support bucket CORS; the reason as it gave it.
+    Unsupported(String),
+    /// Nothing to configure here (why).
+    NotNeeded(&'static str),
 }
 
 /// The content type stored when the caller gives none.

@@ -200,6 +200,12 @@ impl ObjectStore for MemoryStore {
         self.check()
     }
 
+    async fn set_cors(&self, _rule: &crate::CorsRule) -> Result<crate::CorsOutcome> {
+        Ok(crate::CorsOutcome::NotNeeded(
+            "the in-memory store serves no browsers",
+        ))
+    }
+
     async fn create_bucket(&self) -> Result<()> {
         if self.unavailable.load(Ordering::Relaxed) {
             return Err(StorageError::Unavailable(

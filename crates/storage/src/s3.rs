@@ -580,6 +580,35 @@ impl ObjectStore for S3Store {
             .map_err(|e| self.map_err(e, None))
     }
 
+    async fn set_cors(&self, rule: &crate::CorsRule) -> Result<crate::CorsOutcome> {
+        let config = s3::serde_types::CorsConfiguration::new(vec![s3::serde_types::CorsRule::new(
+            None,
+            vec!["GET".to_owned(), "HEAD".to_owned()],
+            rule.origins.clone(),
+            Some(
+                crate::CorsRule::EXPOSED_HEADERS
+                    .iter()
+                    .map(|h| (*h).to_owned())
+                    .collect(),
+            ),
+            Some("lms-frontend-get".to_owned()),
+            Some(rule.max_age_secs),
+        )]);
+        // No expected-owner check: MinIO has no AWS account ids to compare with.
+        match self.bucket.put_bucket_cors("", &config).await {
+            Ok(_) => Ok(crate::CorsOutcome::Applied),
+            Err(S3Error::HttpFailWithBody(status, body))
+                if status == 501 || body.contains("NotImplemented") =>
+            {
+                Ok(crate::CorsOutcome::Unsupported(format!(
+                    "the server answered {status}{}",
+                    s3_code(&body)
+                )))
+            }
+            Err(e) => Err(self.map_err(e, None)),
+        }
+    }
+
     async fn create_bucket(&self) -> Result<()> {
         match Bucket::create_with_path_style(
             &self.name,

@@ -5,8 +5,6 @@
 mod support;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,101 +15,10 @@ use storage::{
     ByteRange, Clock, ManualClock, ObjectStore, PresignOptions, PresignWindow, PutOptions,
     S3Config, S3Store, StorageError, bytes_body, collect_body,
 };
+use storage::testing::{ACCESS, S3sFs, SECRET};
 use support::{Fixture, NOW, chunked, pattern};
 
-const ACCESS: &str = "lms-test-access";
-const SECRET: &str = "lms-test-secret-key-0123456789";
 const MIB: usize = 1024 * 1024;
-
-struct S3sFs {
-    child: Child,
-    port: u16,
-    root: tempfile::TempDir,
-}
-
-impl Drop for S3sFs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn s3s_fs_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("S3S_FS_BIN") {
-        return PathBuf::from(p);
-    }
-    let in_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("s3s-fs"))
-            .find(|p| p.is_file())
-    });
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
-    in_path
-        .or_else(|| {
-            cargo_home
-                .map(|h| h.join("bin/s3s-fs"))
-                .filter(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "s3s-fs not found (PATH, ~/.cargo/bin or S3S_FS_BIN): install it with \
-                 `cargo install s3s-fs --version 0.14.1 --features binary --locked` \
-                 or run scripts/test.sh, which does"
-            )
-        })
-}
-
-impl S3sFs {
-    fn start() -> Self {
-        let root = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let bin = s3s_fs_binary();
-        let child = Command::new(&bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS, "--secret-key", SECRET])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let server = Self { child, port, root };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "s3s-fs did not listen on 127.0.0.1:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn config(&self, bucket: &str) -> S3Config {
-        S3Config::new(&self.endpoint(), ACCESS, SecretString::from(SECRET), bucket)
-    }
-
-    /// Files s3s-fs keeps for unfinished multipart uploads (it has no ListMultipartUploads):
-    /// `.upload-{id}.json` and `.upload_id-{id}.part-{n}` in its root.
-    fn pending_upload_files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.root.path())
-            .unwrap()
-            .filter_map(|e| e.unwrap().file_name().into_string().ok())
-            .filter(|n| n.starts_with(".upload"))
-            .collect();
-        names.sort();
-        names
-    }
-}
 
 async fn store_with(config: S3Config, clock: Arc<ManualClock>) -> S3Store {
     let store = S3Store::with_clock(config, clock).unwrap();
@@ -494,7 +401,7 @@ async fn a_failed_part_aborts_the_upload() {
         .trim_start_matches(".upload-")
         .trim_end_matches(".json")
         .to_owned();
-    let blocker = server.root.path().join(format!(".upload_id-{id}.part-3"));
+    let blocker = server.root().join(format!(".upload_id-{id}.part-3"));
     std::fs::create_dir(&blocker).unwrap();
     tx.send(()).unwrap();
 
@@ -516,4 +423,23 @@ async fn a_failed_part_aborts_the_upload() {
             .unwrap_err()
             .is_not_found()
     );
+}
+
+/// `storage-init`'s CORS step: applied where the server supports bucket CORS, and reported
+/// plainly (not as an error) where it does not, as s3s-fs 0.14.1 does.
+#[tokio::test]
+async fn bucket_cors_is_applied_or_reported_unsupported() {
+    let server = S3sFs::start();
+    let store = store_with(server.config("cors-test"), ManualClock::new(NOW)).await;
+    let rule = storage::CorsRule {
+        origins: vec!["https://lms.example.org".to_owned()],
+        max_age_secs: 3600,
+    };
+    let outcome = store.set_cors(&rule).await.expect("no transport error");
+    println!("s3s-fs bucket CORS: {outcome:?}");
+    match outcome {
+        storage::CorsOutcome::Applied => {}
+        storage::CorsOutcome::Unsupported(reason) => assert!(!reason.is_empty()),
+        other => panic!("an S3 server has CORS to configure: {other:?}"),
+    }
 }
