@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_cors::Cors;
 use actix_web::http::header;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, web};

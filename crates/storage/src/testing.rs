@@ -113,7 +113,6 @@ impl S3sFs {
     }
 }
 
-
 impl S3sFs {
     /// The folder the server stores objects in.
     pub fn root(&self) -> &Path {

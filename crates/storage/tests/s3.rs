@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use secrecy::SecretString;
 use storage::range::parse_range;
+use storage::testing::{ACCESS, S3sFs, SECRET};
 use storage::{
     ByteRange, Clock, ManualClock, ObjectStore, PresignOptions, PresignWindow, PutOptions,
     S3Config, S3Store, StorageError, bytes_body, collect_body,
 };
-use storage::testing::{ACCESS, S3sFs, SECRET};
 use support::{Fixture, NOW, chunked, pattern};
 
 const MIB: usize = 1024 * 1024;

@@ -8,6 +8,7 @@ mod support;
 
 mod activities;
 mod auth;
+mod browser;
 mod catalog;
 mod cli;
 mod database;
