@@ -10,25 +10,28 @@ ensure_rust
 DCS_PORT=${DCS_PORT:-8081}
 log "building (release)"
 cargo build --release --locked --bin dcs-mock --bin lms-api
+bin=${CARGO_TARGET_DIR:-target}/release
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
 port_open 127.0.0.1 "$DCS_PORT" && die "port $DCS_PORT is taken: stop what runs there or set DCS_PORT"
-target/release/dcs-mock --port "$DCS_PORT" --books testdata/books &
+"$bin"/dcs-mock --port "$DCS_PORT" --books testdata/books &
 pids+=($!)
 wait_port 127.0.0.1 "$DCS_PORT" 20 || die "dcs-mock did not start on port $DCS_PORT"
 
 export DREAM_CENTRAL_STORAGE_URL=${DREAM_CENTRAL_STORAGE_URL:-http://127.0.0.1:$DCS_PORT}
 bind=${LMS_BIND:-127.0.0.1:8000}
-target/release/lms-api migrate
-target/release/lms-api serve &
+# The URLs lms-api hands out (signed asset links) point at where it listens.
+export LMS_PUBLIC_URL=${LMS_PUBLIC_URL:-http://$bind}
+"$bin"/lms-api migrate
+"$bin"/lms-api serve &
 pids+=($!)
 wait_port "${bind%:*}" "${bind##*:}" 30 || die "lms-api did not start on $bind"
 
-admin=$(target/release/lms-api token --role admin --sub 00000000-0000-4000-8000-000000000001)
-teacher=$(target/release/lms-api token --role teacher --sub 00000000-0000-4000-8000-000000000002)
+admin=$("$bin"/lms-api token --role admin --sub 00000000-0000-4000-8000-000000000001)
+teacher=$("$bin"/lms-api token --role teacher --sub 00000000-0000-4000-8000-000000000002)
 cat <<TXT
 
   lms-api   http://$bind   (fake DCS with the sample book at $DREAM_CENTRAL_STORAGE_URL)
@@ -38,6 +41,24 @@ cat <<TXT
 
   curl -H "Authorization: Bearer \$TEACHER_TOKEN" http://$bind/api/v1/books
   curl -H "Authorization: Bearer \$ADMIN_TOKEN" http://$bind/api/v1/admin/cache/stats
+
+  The sample book's config with every asset path turned into a URL, its activities, and one
+  activity started (its config with URLs):
+  curl -H "Authorization: Bearer \$TEACHER_TOKEN" http://$bind/api/v1/books/1/config
+  curl -H "Authorization: Bearer \$TEACHER_TOKEN" http://$bind/api/v1/books/1/activities
+  curl -H "Authorization: Bearer \$TEACHER_TOKEN" http://$bind/api/v1/activities/1/start
+TXT
+# The asset URLs in a config are signed: a browser opens them without a token.
+if command -v curl >/dev/null; then
+  page=$(curl -fsS -H "Authorization: Bearer $teacher" "http://$bind/api/v1/books/1/config" \
+    | grep -o '"image_path":"[^"]*"' | head -n 1 | cut -d'"' -f4 || true)
+  activity=$(curl -fsS -H "Authorization: Bearer $teacher" "http://$bind/api/v1/activities/1/start" \
+    | grep -o '"http[^"]*"' | head -n 1 | tr -d '"' || true)
+  [ -n "$page" ] && printf '\n  Open in a browser (page 1 of the sample book):\n  %s\n' "$page"
+  [ -n "$activity" ] && printf '  An asset of activity 1:\n  %s\n' "$activity"
+fi
+cat <<TXT
+
   API description: http://$bind/openapi.json      Ctrl-C stops both servers.
 
 TXT

@@ -10,7 +10,8 @@ source scripts/lib.sh
 ensure_rust
 ensure_postgres
 ensure_redis
-if compgen -G "crates/storage/tests/*.rs" >/dev/null; then ensure_s3s_fs; fi
+# A real SigV4-verifying S3 server and a browser for the storage and end-to-end tests.
+ensure_s3s_fs
 ensure_chromium
 
 # dcs-client's integration tests also run read-only against a real DCS when configured.

@@ -1,9 +1,7 @@
 //! Cost of transforming a config with 1,000 distinct asset paths.
 //!
 //! `cargo bench -p domain --bench config_transform` (release profile). Prints a markdown
-//! table. The presigner is a stand-in doing what an S3 SigV4 query presign does per URL
-//! (canonical request, SHA-256, four HMACs for the signing key, one for the signature, hex,
-//! URL assembly); the real presigner of `crates/storage` can replace it through `Presign`.
+//! table. Presigned mode uses the storage crate's real S3 presigner, as the app does.
 //!
 //! Knobs: `BENCH_ITERS` (default 2000 transforms per case), `BENCH_PATHS` (default 1000).
 
@@ -17,108 +15,29 @@ use domain::linker::{
     AssetLinker, DcsLinker, DcsLinkerConfig, FetchedUrl, LinkError, Presign, PresignCacheConfig,
     PresignedLinker, PresignedUrlFetcher, ProxyLinker,
 };
-use hmac::{Hmac, Mac};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use storage::{ObjectStore, PresignOptions, S3Config, S3Store};
 
-type HmacSha256 = Hmac<Sha256>;
+/// The storage crate's S3 presigner (SigV4 query signing, the day's signing key cached), the
+/// one the app wires in for `ASSET_DELIVERY=presigned`. Nothing is contacted: presigning is
+/// local computation.
+struct StorePresign(S3Store);
 
-const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// SigV4 query-string presigning of a GET, as S3 clients do it, with the signing key derived
-/// on every call (what rust-s3 does; a presigner caching it per day would be cheaper).
-struct SigV4Presign {
-    endpoint: String,
-    host: String,
-    bucket: String,
-    access_key: String,
-    secret_key: String,
-    region: String,
-    amz_date: String,
-    expires: u32,
-    /// The day's signing key, when the presigner keeps it (it changes once a day).
-    signing_key: Option<[u8; 32]>,
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
-}
-
-impl SigV4Presign {
-    fn derive_signing_key(&self, date: &str) -> [u8; 32] {
-        let k_date = hmac(
-            format!("AWS4{}", self.secret_key).as_bytes(),
-            date.as_bytes(),
-        );
-        let k_region = hmac(&k_date, self.region.as_bytes());
-        let k_service = hmac(&k_region, b"s3");
-        hmac(&k_service, b"aws4_request")
-    }
-
-    fn with_cached_signing_key(mut self) -> Self {
-        self.signing_key = Some(self.derive_signing_key(&self.amz_date[..8]));
-        self
-    }
-}
-
-impl Presign for SigV4Presign {
+impl Presign for StorePresign {
     fn presign(&self, key: &str) -> Option<String> {
-        let date = &self.amz_date[..8];
-        let scope = format!("{date}/{}/s3/aws4_request", self.region);
-        let credential =
-            utf8_percent_encode(&format!("{}/{scope}", self.access_key), KEY_SEGMENT).to_string();
-        let encoded_key: Vec<String> = key
-            .split('/')
-            .map(|s| utf8_percent_encode(s, KEY_SEGMENT).to_string())
-            .collect();
-        let path = format!("/{}/{}", self.bucket, encoded_key.join("/"));
-        let query = format!(
-            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}&X-Amz-Date={}&X-Amz-Expires={}&X-Amz-SignedHeaders=host",
-            self.amz_date, self.expires
-        );
-        let canonical = format!(
-            "GET\n{path}\n{query}\nhost:{}\n\nhost\nUNSIGNED-PAYLOAD",
-            self.host
-        );
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
-            self.amz_date,
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        );
-        let k_date = hmac(
-            format!("AWS4{}", self.secret_key).as_bytes(),
-            date.as_bytes(),
-        );
-        let k_region = hmac(&k_date, self.region.as_bytes());
-        let k_service = hmac(&k_region, b"s3");
-        let k_signing = hmac(&k_service, b"aws4_request");
-        let signature = hex::encode(hmac(&k_signing, string_to_sign.as_bytes()));
-        Some(format!(
-            "{}{path}?{query}&X-Amz-Signature={signature}",
-            self.endpoint
-        ))
+        self.0.presign_get(key, &PresignOptions::default()).ok()
     }
 }
 
-fn presigner() -> SigV4Presign {
-    SigV4Presign {
-        endpoint: "http://minio.local:9000".into(),
-        host: "minio.local:9000".into(),
-        bucket: "publishers".into(),
-        access_key: "AKIAIOSFODNN7EXAMPLE".into(),
-        secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
-        region: "us-east-1".into(),
-        amz_date: "20261202T120000Z".into(),
-        expires: 3600,
-        signing_key: None,
-    }
+fn presigner() -> StorePresign {
+    let mut config = S3Config::new(
+        "http://127.0.0.1:9000",
+        "AKIAIOSFODNN7EXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned().into(),
+        "publishers",
+    );
+    config.external_url = Some("https://media.lms.example.org".to_owned());
+    StorePresign(S3Store::new(config).expect("valid S3 settings"))
 }
 
 /// A book shaped like the sample, scaled up: each page has an image, an audio section, a
@@ -241,12 +160,8 @@ fn main() {
     let dcs = DcsLinker::new(CachedFetcher, DcsLinkerConfig::default());
     let cases: Vec<(&str, Arc<dyn AssetLinker>)> = vec![
         (
-            "presigned, every URL signed (SigV4 stand-in)",
+            "presigned, every URL signed (storage's S3 presigner)",
             Arc::new(PresignedLinker::new(presigner())),
-        ),
-        (
-            "presigned, signing key derived once per day",
-            Arc::new(PresignedLinker::new(presigner().with_cached_signing_key())),
         ),
         (
             "presigned, URLs reused (`with_cache`, all hits)",
@@ -327,27 +242,6 @@ fn main() {
         ms(presign_stats.p90),
         ms(presign_stats.min),
         us(presign_stats.median) / count as f64
-    );
-    let keyed = presigner().with_cached_signing_key();
-    let keyed_stats = stats(
-        (0..iters.min(200))
-            .map(|i| {
-                let start = Instant::now();
-                for k in 0..count {
-                    std::hint::black_box(
-                        keyed.presign(&format!("Dream Press/books/BENCH/images/{i}/{k}.png")),
-                    );
-                }
-                start.elapsed()
-            })
-            .collect(),
-    );
-    println!(
-        "| presign alone, signing key cached, {count} keys | {:.3} ms | {:.3} ms | {:.3} ms | {:.2} µs |",
-        ms(keyed_stats.median),
-        ms(keyed_stats.p90),
-        ms(keyed_stats.min),
-        us(keyed_stats.median) / count as f64
     );
     println!(
         "| clone of the input (not in the figures above) | {:.3} ms | {:.3} ms | {:.3} ms | |",
