@@ -7,6 +7,7 @@
 //!   `127.0.0.1`, so a host mix-up shows as a broken image.
 //! - proxy mode: the embedded defaults (filesystem backend), assets streamed from the fake DCS
 //!   through lms-api's signed asset and media URLs.
+//! - dcs mode: URLs from the fake DCS's presign endpoint, cached by lms-api.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -291,6 +292,39 @@ async fn proxy_mode_renders_through_signed_lms_urls() {
     assert!(
         result["audio"]["src"].as_str().unwrap().contains("/media/"),
         "{result}"
+    );
+
+    page_server.stop(false).await;
+    lms.stop(false).await;
+}
+
+#[actix_web::test]
+async fn dcs_mode_renders_from_dcs_presigned_urls() {
+    let database = TestDatabase::open(Engine::Sqlite).await.unwrap();
+    let (lms_listener, lms_url) = free_listener();
+    let (page_listener, page_url) = free_listener();
+    let settings = settings_from(&[
+        ("LMS_JWT_SECRET", crate::support::TEST_JWT_SECRET),
+        ("DATABASE_URL", &database.url),
+        ("DREAM_CENTRAL_STORAGE_URL", shared_dcs_url()),
+        ("LMS_PUBLIC_URL", &lms_url),
+        ("LMS_FRONTEND_ORIGINS", &page_url),
+        ("ASSET_DELIVERY", "dcs"),
+    ])
+    .expect("settings");
+    let state = AppState::new(settings, database.db.clone()).expect("state");
+
+    let lms = serve_lms(lms_listener, state);
+    let (page_server, mut reports) =
+        serve_page(page_listener, page(&lms_url, &token(Role::Teacher)));
+    let result = render(format!("{page_url}/"), &mut reports).await;
+    // The fake DCS signs for its own address, as DCS signs for DCS_MINIO_EXTERNAL_URL.
+    assert_rendered(
+        &result,
+        &format!(
+            "{}/_presigned/publishers/Dream%20Press/books/FLOWDEMO/",
+            shared_dcs_url()
+        ),
     );
 
     page_server.stop(false).await;
