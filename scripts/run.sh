@@ -42,20 +42,23 @@ cat <<TXT
   curl -H "Authorization: Bearer \$TEACHER_TOKEN" http://$bind/api/v1/books
   curl -H "Authorization: Bearer \$ADMIN_TOKEN" http://$bind/api/v1/admin/cache/stats
 
-  The sample book's config with every asset path turned into a URL, its activities, and one
-  activity started (its config with URLs):
+  The sample book's config with every asset path turned into a URL, and its activities:
   curl -H "Authorization: Bearer \$TEACHER_TOKEN" http://$bind/api/v1/books/1/config
   curl -H "Authorization: Bearer \$TEACHER_TOKEN" http://$bind/api/v1/books/1/activities
-  curl -H "Authorization: Bearer \$TEACHER_TOKEN" http://$bind/api/v1/activities/1/start
 TXT
-# The asset URLs in a config are signed: a browser opens them without a token.
+# Listing imports the activities; then one is started, and the signed asset URLs of both
+# answers are printed: a browser opens them without a token.
 if command -v curl >/dev/null; then
-  page=$(curl -fsS -H "Authorization: Bearer $teacher" "http://$bind/api/v1/books/1/config" \
-    | grep -o '"image_path":"[^"]*"' | head -n 1 | cut -d'"' -f4 || true)
-  activity=$(curl -fsS -H "Authorization: Bearer $teacher" "http://$bind/api/v1/activities/1/start" \
-    | grep -o '"http[^"]*"' | head -n 1 | tr -d '"' || true)
-  [ -n "$page" ] && printf '\n  Open in a browser (page 1 of the sample book):\n  %s\n' "$page"
-  [ -n "$activity" ] && printf '  An asset of activity 1:\n  %s\n' "$activity"
+  api() { curl -fsS -H "Authorization: Bearer $teacher" "http://$bind/api/v1/$1" || true; }
+  activity=$(api books/1/activities | grep -o '"id":[0-9]*' | head -n 1 | cut -d: -f2)
+  page=$(api books/1/config | grep -o '"image_path":"[^"]*"' | head -n 1 | cut -d'"' -f4)
+  if [ -n "$activity" ]; then
+    printf '  curl -H "Authorization: Bearer $TEACHER_TOKEN" http://%s/api/v1/activities/%s/start\n' \
+      "$bind" "$activity"
+    image=$(api "activities/$activity/start" | grep -o '"section_path":"[^"]*"' | head -n 1 | cut -d'"' -f4)
+  fi
+  [ -n "$page" ] && printf '\n  Open in a browser, page 1 of the sample book:\n  %s\n' "$page"
+  [ -n "${image:-}" ] && printf '  and the picture of activity %s:\n  %s\n' "$activity" "$image"
 fi
 cat <<TXT
 
