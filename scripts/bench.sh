@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The committed catalog benchmark (`just bench`); the figures in docs/benchmarks.md come from it.
+# The committed benchmarks (`just bench`); the figures in docs/benchmarks.md come from them:
+# the catalog load benchmark below, then the presign and config-transform micro-benchmarks.
 #
 #  1. Builds the release binaries: lms-api and the two benchmarks of apps/bench.
 #  2. Starts bench_server (apps/bench): lms-api (production wiring, local cache, 200 books in the
@@ -345,3 +346,9 @@ verdict() { if awk -v a="$1" -v b="$2" "BEGIN { exit !(a $3 b) }"; then echo met
 
 cat "$OUT/summary.md"
 log "summary: $OUT/summary.md, raw wrk outputs: $OUT/raw/"
+
+# The micro-benchmarks of docs/benchmarks.md sections 3 and 4 (no servers involved).
+log "presigning (crates/storage)"
+cargo bench --locked -p storage --bench presign
+log "config transformation (crates/domain)"
+cargo bench --locked -p domain --bench config_transform

@@ -15,8 +15,9 @@ use domain::linker::{
     AssetLinker, DcsLinker, DcsLinkerConfig, FetchedUrl, LinkError, Presign, PresignCacheConfig,
     PresignedLinker, PresignedUrlFetcher, ProxyLinker,
 };
+use domain::signed_links::{LinkSigner, SignedProxyLinker};
 use serde_json::{Value, json};
-use storage::{ObjectStore, PresignOptions, S3Config, S3Store};
+use storage::{ObjectStore, PresignOptions, PresignWindow, S3Config, S3Store, SystemClock};
 
 /// The storage crate's S3 presigner (SigV4 query signing, the day's signing key cached), the
 /// one the app wires in for `ASSET_DELIVERY=presigned`. Nothing is contacted: presigning is
@@ -174,7 +175,21 @@ fn main() {
                 },
             )),
         ),
-        ("proxy", Arc::new(ProxyLinker::new("http://127.0.0.1:8000"))),
+        (
+            "proxy, unsigned URLs",
+            Arc::new(ProxyLinker::new("http://127.0.0.1:8000")),
+        ),
+        (
+            "proxy, signed URLs (as the app serves them)",
+            Arc::new(SignedProxyLinker::new(
+                ProxyLinker::new("http://127.0.0.1:8000"),
+                Arc::new(LinkSigner::new(
+                    b"bench-link-signing-key-0123456789abcdef",
+                    PresignWindow::default(),
+                    Arc::new(SystemClock),
+                )),
+            )),
+        ),
         ("dcs (all URLs cached)", Arc::new(dcs)),
         ("transform alone (constant URL)", Arc::new(ConstantLinker)),
     ];

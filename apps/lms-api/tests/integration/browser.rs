@@ -261,6 +261,38 @@ async fn presigned_mode_renders_straight_from_s3() {
         &format!("{external}/publishers/Dream%20Press/books/FLOWDEMO/"),
     );
 
+    // The media route streams the same object from the bucket, with a range.
+    let address = lms_url.trim_start_matches("http://").to_owned();
+    let teacher = token(Role::Teacher);
+    let answer = actix_web::rt::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "GET /api/v1/books/1/media/audio/01.mp3 HTTP/1.1\r\nHost: t\r\n\
+             Authorization: Bearer {teacher}\r\nRange: bytes=-100\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        answer
+    })
+    .await
+    .unwrap();
+    let size = std::fs::read(sample_book().join("audio/01.mp3"))
+        .unwrap()
+        .len();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 206"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains(&format!(
+            "content-range: bytes {}-{}/{size}",
+            size - 100,
+            size - 1
+        )),
+        "{text}"
+    );
+
     page_server.stop(false).await;
     lms.stop(false).await;
 }

@@ -169,6 +169,42 @@ fn publisher_tokens_carry_their_publisher_id() {
 }
 
 #[test]
+fn storage_init_creates_the_buckets_and_says_what_it_did_about_cors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("objects");
+    let root_str = root.display().to_string();
+    let output = run(
+        dir.path(),
+        &["storage-init"],
+        &[
+            ("STORAGE_FS_ROOT", &root_str),
+            ("LMS_FRONTEND_ORIGINS", "https://lms.example.org"),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for bucket in ["publishers", "teachers"] {
+        assert!(root.join(bucket).is_dir(), "{bucket} folder");
+        assert!(
+            stdout.contains(&format!("bucket {bucket}: ready; CORS: not needed")),
+            "{stdout}"
+        );
+    }
+    // Running it again is harmless.
+    let again = run(
+        dir.path(),
+        &["storage-init"],
+        &[("STORAGE_FS_ROOT", &root_str)],
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        String::from_utf8(again.stdout)
+            .unwrap()
+            .contains("CORS: not set (LMS_FRONTEND_ORIGINS is empty)")
+    );
+}
+
+#[test]
 fn malformed_setting_fails_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let sub = Uuid::new_v4().to_string();
