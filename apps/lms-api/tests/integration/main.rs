@@ -10,6 +10,7 @@ mod activities;
 mod auth;
 mod catalog;
 mod cli;
+mod content;
 mod database;
 mod errors;
 mod head;
