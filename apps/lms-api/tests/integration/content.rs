@@ -864,6 +864,48 @@ async fn media_and_assets_stream_with_ranges(db: TestDatabase) {
         .await;
     assert_eq!(current.status, StatusCode::PARTIAL_CONTENT, "{current:?}");
     assert_eq!(&current.body[..], &file[..100]);
+    // If-Range decides before the range is even looked at: a copy of another version gets the
+    // whole current one, even when its range lies past the current end (RFC 9110 13.1.5).
+    let past_end = client
+        .get(
+            media,
+            bearer,
+            &[
+                ("Range", "bytes=99999-"),
+                ("If-Range", "\"an-old-version\""),
+            ],
+        )
+        .await;
+    assert_eq!(past_end.status, StatusCode::OK, "{past_end:?}");
+    assert_eq!(&past_end.body[..], &file[..]);
+    let past_end = client
+        .get(
+            media,
+            bearer,
+            &[("Range", "bytes=99999-"), ("If-Range", &etag)],
+        )
+        .await;
+    past_end.assert_problem(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "range_not_satisfiable",
+        "If-Range matches, range past the end",
+    );
+    let dated = client
+        .get(
+            media,
+            bearer,
+            &[
+                ("Range", "bytes=0-99"),
+                ("If-Range", "Wed, 21 Oct 2015 07:28:00 GMT"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        dated.status,
+        StatusCode::OK,
+        "a date that is not Last-Modified"
+    );
+    assert_eq!(&dated.body[..], &file[..]);
 
     // HEAD: the GET's status and headers, no body.
     let asset = "/api/v1/books/1/assets/images/M1/p2s1.png";
@@ -1548,6 +1590,32 @@ async fn signed_files_route_serves_fs_objects(db: TestDatabase) {
         )
         .await;
     assert_eq!(cached.status, StatusCode::NOT_MODIFIED);
+    for (range, if_range, status) in [
+        ("bytes=6-9", "\"an-old-version\"", StatusCode::OK),
+        ("bytes=6-9", etag.as_str(), StatusCode::PARTIAL_CONTENT),
+        ("bytes=1000-", "\"an-old-version\"", StatusCode::OK),
+        (
+            "bytes=1000-",
+            etag.as_str(),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+        ),
+    ] {
+        let answer = client
+            .get(
+                &format!("{path}?{query}"),
+                None,
+                &[("Range", range), ("If-Range", if_range)],
+            )
+            .await;
+        assert_eq!(
+            answer.status, status,
+            "{range} If-Range {if_range}: {answer:?}"
+        );
+        if status == StatusCode::OK {
+            assert_eq!(&answer.body[..], &text[..]);
+            assert!(answer.header("content-range").is_none());
+        }
+    }
     let head = client
         .call(Method::HEAD, &format!("{path}?{query}"), None, &[])
         .await;
@@ -1801,3 +1869,152 @@ async fn no_response_carries_a_secret(db: TestDatabase) {
     ]);
 }
 on_both_databases!(no_response_carries_a_secret);
+
+// ----- 10. unusual names and paths -------------------------------------------------------------
+
+/// Spaces, non-ASCII, `%`, backslashes and bare `books/...` paths become URLs that fetch the
+/// right bytes; paths leaving the book become `null`; prose with slashes and dots stays.
+async fn unusual_asset_names_and_paths(db: TestDatabase) {
+    let f = fixture(&db).await;
+    let png = sample_file("images/M1/p3match1_cat.png");
+    let jpeg_like = sample_file("images/M1/p3match1_dog.png");
+    let mp3 = sample_file("audio/01.mp3");
+    let cover = sample_file("images/book_cover.png");
+    let config = json!({
+        "publisher_name": "Dream Press",
+        "book_title": "Weird paths",
+        "book_cover": "./books/WEIRD/images/my pic.png",
+        "books": [{
+            "name": "WEIRD",
+            "modules": [{
+                "name": "Module 1",
+                "pages": [{
+                    "page_number": 1,
+                    "image_path": "books/WEIRD/images/Ünit 1/ç.png",
+                    "sections": [
+                        {"type": "audio", "audio_path": ".\\books\\WEIRD\\audio\\track 1.mp3"},
+                        {"type": "video", "video_path": "./books/OTHER/video/x.mp4"},
+                        {"activity": {
+                            "type": "puzzleFindWords",
+                            "headerText": "and/or Mr. Smith 3.5",
+                            "section_path": "../../secret.png",
+                            "picture": "./books/WEIRD/images/100% juice.png",
+                            "words": ["a/b", "./x", "books"]
+                        }}
+                    ]
+                }]
+            }]
+        }]
+    });
+    let book = f
+        .dcs
+        .add_book(
+            NewBook::new("Dream Press", "WEIRD")
+                .file("config.json", serde_json::to_vec(&config).unwrap())
+                .file("images/my pic.png", cover.clone())
+                .file("images/Ünit 1/ç.png", png.clone())
+                .file("images/100% juice.png", jpeg_like.clone())
+                .file("audio/track 1.mp3", mp3.clone()),
+        )
+        .expect("book with unusual names");
+    let id = book.id;
+    let client = app_client(&f.state).await;
+    let teacher = token(Role::Teacher);
+
+    let out = client
+        .get_json(&format!("/api/v1/books/{id}/config"), &teacher)
+        .await;
+    let page = &out["books"][0]["modules"][0]["pages"][0];
+    let activity = &page["sections"][2]["activity"];
+    let base = format!("{PUBLIC}/api/v1/books/{id}");
+    for (value, expected_prefix, bytes) in [
+        (
+            &out["book_cover"],
+            format!("{base}/assets/images/my%20pic.png?expires="),
+            &cover,
+        ),
+        (
+            &page["image_path"],
+            format!("{base}/assets/images/%C3%9Cnit%201/%C3%A7.png?expires="),
+            &png,
+        ),
+        (
+            &page["sections"][0]["audio_path"],
+            format!("{base}/media/audio/track%201.mp3?expires="),
+            &mp3,
+        ),
+        (
+            &activity["picture"],
+            format!("{base}/assets/images/100%25%20juice.png?expires="),
+            &jpeg_like,
+        ),
+    ] {
+        let url = value
+            .as_str()
+            .unwrap_or_else(|| panic!("not a URL: {value}"));
+        assert!(url.starts_with(&expected_prefix), "{url}");
+        let fetched = client.get(&local(url, PUBLIC), None, &[]).await;
+        assert_eq!(fetched.status, StatusCode::OK, "{url}: {fetched:?}");
+        assert_eq!(&fetched.body[..], &bytes[..], "{url}");
+        let part = client
+            .get(&local(url, PUBLIC), None, &[("Range", "bytes=1-3")])
+            .await;
+        assert_eq!(part.status, StatusCode::PARTIAL_CONTENT, "{url}");
+        assert_eq!(&part.body[..], &bytes[1..=3], "{url}");
+    }
+    // Out of the book: left out, the rest still served.
+    assert_eq!(page["sections"][1]["video_path"], Value::Null);
+    assert_eq!(activity["section_path"], Value::Null);
+    assert_eq!(activity["headerText"], "and/or Mr. Smith 3.5");
+    assert_eq!(activity["words"], json!(["a/b", "./x", "books"]));
+    assert_eq!(out["book_title"], "Weird paths");
+
+    // The activity starts with the same rules applied.
+    let rows = activity_rows(&client, id, &teacher).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1, "puzzleFindWords");
+    let started = client
+        .get_json(&format!("/api/v1/activities/{}/start", rows[0].0), &teacher)
+        .await;
+    let mut texts = Vec::new();
+    strings(&started["config"], &mut texts);
+    assert!(
+        texts
+            .iter()
+            .any(|s| s.starts_with(&format!("{base}/assets/images/100%25%20juice.png?"))),
+        "{}",
+        started["config"]
+    );
+    assert!(
+        !texts.iter().any(|s| s.contains("secret.png")),
+        "{}",
+        started["config"]
+    );
+
+    // With a bearer token, raw and encoded spellings reach the same object.
+    for uri in [
+        format!("/api/v1/books/{id}/assets/images/%C3%9Cnit%201/%C3%A7.png"),
+        format!("/api/v1/books/{id}/assets/images%2F%C3%9Cnit%201%2F%C3%A7.png"),
+        format!("/api/v1/books/{id}/assets/books/WEIRD/images/%C3%9Cnit%201/%C3%A7.png"),
+    ] {
+        let fetched = client.get(&uri, Some(&teacher), &[]).await;
+        assert_eq!(fetched.status, StatusCode::OK, "{uri}: {fetched:?}");
+        assert_eq!(&fetched.body[..], &png[..], "{uri}");
+        assert_eq!(fetched.must("content-type"), "image/png");
+    }
+    let link = client
+        .get_json(
+            &format!(
+                "/api/v1/books/{id}/assets/presigned?path=.%2Fbooks%2FWEIRD%2Fimages%2Fmy%20pic.png"
+            ),
+            &teacher,
+        )
+        .await;
+    let url = link["url"].as_str().expect("url");
+    assert!(
+        url.starts_with(&format!("{base}/assets/images/my%20pic.png?")),
+        "{url}"
+    );
+    client.assert_no_secrets(&[TEST_JWT_SECRET]);
+}
+on_both_databases!(unusual_asset_names_and_paths);
