@@ -2018,3 +2018,149 @@ async fn unusual_asset_names_and_paths(db: TestDatabase) {
     client.assert_no_secrets(&[TEST_JWT_SECRET]);
 }
 on_both_databases!(unusual_asset_names_and_paths);
+
+// ----- 11. expired URLs ------------------------------------------------------------------------
+
+/// The key the app derives from `LMS_JWT_SECRET` for one purpose (as `object_storage.rs`).
+fn derived_key(purpose: &str) -> Vec<u8> {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TEST_JWT_SECRET.as_bytes())
+        .expect("any key length");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// URLs signed with the app's own keys but two hours ago are refused with 403, on the asset,
+/// media and files routes; the same signers "now" are accepted (so the key is the right one).
+async fn expired_urls_are_refused(db: TestDatabase) {
+    let f = fixture(&db).await;
+    let client = app_client(&f.state).await;
+    let window = storage::PresignWindow::new(3600, 2700).expect("window");
+    let two_hours_ago = storage::ManualClock::new(now_unix() - 7200);
+
+    let links = domain::signed_links::LinkSigner::new(
+        &derived_key("lms-asset-links-v1"),
+        window,
+        two_hours_ago.clone(),
+    );
+    let files = storage::FsUrlSigner::new(
+        &format!("{PUBLIC}/files"),
+        secrecy::SecretSlice::from(derived_key("lms-files-urls-v1")),
+        window,
+        two_hours_ago.clone(),
+    )
+    .expect("files signer");
+    let key = format!("tests/{}/old.txt", uuid::Uuid::new_v4());
+    f.state
+        .services
+        .storage
+        .content
+        .put(
+            &key,
+            bytes_body(b"old news".to_vec()),
+            PutOptions::default(),
+        )
+        .await
+        .expect("put");
+    let bucket = f.state.services.storage.content.bucket().to_owned();
+
+    let urls = |signed_now: bool| {
+        if signed_now {
+            two_hours_ago.set(now_unix());
+        } else {
+            two_hours_ago.set(now_unix() - 7200);
+        }
+        [
+            links
+                .sign_url(&format!(
+                    "{PUBLIC}/api/v1/books/1/assets/images/M1/p2s1.png"
+                ))
+                .expect("asset URL"),
+            links
+                .sign_url(&format!("{PUBLIC}/api/v1/books/1/media/audio/01.mp3"))
+                .expect("media URL"),
+            files.presign(&bucket, &key, &PresignOptions::default()),
+        ]
+    };
+    for url in urls(false) {
+        let answer = client.get(&local(&url, PUBLIC), None, &[]).await;
+        let body = answer.assert_problem(StatusCode::FORBIDDEN, "forbidden", &url);
+        assert!(
+            body.to_string().contains("expired"),
+            "{url}: says why: {body}"
+        );
+    }
+    for url in urls(true) {
+        let answer = client.get(&local(&url, PUBLIC), None, &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{url}: {answer:?}");
+    }
+}
+on_both_databases!(expired_urls_are_refused);
+
+// ----- 12. missing and broken configs ----------------------------------------------------------
+
+async fn missing_and_broken_configs_are_reported(db: TestDatabase) {
+    let f = fixture(&db).await;
+    let empty = f
+        .dcs
+        .add_book(NewBook::new("Dream Press", "NOCONFIG"))
+        .expect("book without files");
+    let odd = f
+        .dcs
+        .add_book(NewBook::new("Dream Press", "ODDCONFIG").file(
+            "config.json",
+            r#"{"books": "not a list", "book_title": "Odd"}"#,
+        ))
+        .expect("book whose config has an odd shape");
+    let client = app_client(&f.state).await;
+    let teacher = token(Role::Teacher);
+
+    for uri in [
+        format!("/api/v1/books/{}/config", empty.id),
+        format!("/api/v1/books/{}/activities", empty.id),
+    ] {
+        client.get(&uri, Some(&teacher), &[]).await.assert_problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &uri,
+        );
+    }
+    for uri in [format!("/api/v1/books/{}/activities", odd.id)] {
+        client.get(&uri, Some(&teacher), &[]).await.assert_problem(
+            StatusCode::BAD_GATEWAY,
+            "content_storage_error",
+            &uri,
+        );
+    }
+    // A config whose activities cannot be read is still served (its paths are transformed).
+    let config = client
+        .get_json(&format!("/api/v1/books/{}/config", odd.id), &teacher)
+        .await;
+    assert_eq!(config["book_title"], "Odd");
+    let store = SqlActivityStore::new(db.db.clone());
+    assert!(store.list_for_book(odd.id).await.unwrap().is_empty());
+}
+on_both_databases!(missing_and_broken_configs_are_reported);
+
+// ----- 13. concurrent first reads --------------------------------------------------------------
+
+/// Many readers open a book's activities at once before anyone imported them: every one gets
+/// the same list, and the table holds one row per activity.
+async fn concurrent_first_listings_agree(db: TestDatabase) {
+    let f = fixture(&db).await;
+    let client = app_client(&f.state).await;
+    let teacher = token(Role::Teacher);
+    let answers = futures_util::future::join_all(
+        (0..6).map(|_| client.get("/api/v1/books/1/activities", Some(&teacher), &[])),
+    )
+    .await;
+    let mut lists = Vec::new();
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        lists.push(answer.json()["items"].clone());
+    }
+    assert!(lists.windows(2).all(|w| w[0] == w[1]), "{lists:?}");
+    let store = SqlActivityStore::new(db.db.clone());
+    assert_eq!(store.list_for_book(1).await.unwrap().len(), 2);
+}
+on_both_databases!(concurrent_first_listings_agree);
