@@ -20,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AdminOnly, AuthUser, RequireRole, Role};
 use crate::error::{ApiError, ErrorBody};
+use crate::object_storage::FILES_ROUTE;
 use crate::state::AppState;
 
 /// How the content routes see an authenticated caller.
@@ -464,8 +465,17 @@ pub async fn signed_file(
     let Some(signer) = &storage.files else {
         return Err(ApiError::not_found("Not found"));
     };
+    // URLs carry the path of `LMS_PUBLIC_URL` (`/lms/files/...`); a reverse proxy that mounts
+    // the API there strips it, as the asset routes already allow. The signature covers the
+    // bucket, key, expiry and overrides, not that prefix.
+    let mut path = std::borrow::Cow::Borrowed(req.path());
+    if !path.starts_with(signer.route_path())
+        && let Some(prefix) = signer.route_path().strip_suffix(FILES_ROUTE)
+    {
+        path = std::borrow::Cow::Owned(format!("{prefix}{path}"));
+    }
     let verified = signer
-        .verify(req.path(), req.query_string())
+        .verify(&path, req.query_string())
         .map_err(|rejected| {
             ApiError::from_code(Code::Forbidden)
                 .with_detail(format!("File URL refused: {rejected}"))

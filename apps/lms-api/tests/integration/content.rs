@@ -2164,3 +2164,69 @@ async fn concurrent_first_listings_agree(db: TestDatabase) {
     assert_eq!(store.list_for_book(1).await.unwrap().len(), 2);
 }
 on_both_databases!(concurrent_first_listings_agree);
+
+// ----- 14. behind a reverse proxy with a path prefix -------------------------------------------
+
+/// `LMS_PUBLIC_URL` with a path (`https://school.example/lms`): a reverse proxy strips the
+/// prefix before the request reaches the app. Asset, media and files URLs handed out under
+/// the prefix still work once it is stripped.
+async fn urls_work_behind_a_prefix_stripping_proxy(db: TestDatabase) {
+    let dcs = MockDcs::start(MockConfig::default())
+        .await
+        .expect("fake DCS");
+    let origin = "http://school.example/lms";
+    let settings = settings_from(&[
+        ("LMS_JWT_SECRET", TEST_JWT_SECRET),
+        ("DATABASE_URL", &db.url),
+        ("DREAM_CENTRAL_STORAGE_URL", dcs.base_url()),
+        ("LMS_PUBLIC_URL", origin),
+    ])
+    .expect("settings");
+    let state = state_with(
+        settings.clone(),
+        &db,
+        fast_client(dcs_config(&settings)),
+        Cache::new(CacheConfig::default()),
+    );
+    let client = app_client(&state).await;
+    let teacher = token(Role::Teacher);
+
+    let config = client.get_json("/api/v1/books/1/config", &teacher).await;
+    let mut urls = Vec::new();
+    strings(&config, &mut urls);
+    urls.retain(|s| s.starts_with("http"));
+    assert_eq!(urls.len(), 12, "{urls:?}");
+    for url in &urls {
+        assert!(
+            url.starts_with(&format!("{origin}/api/v1/books/1/")),
+            "{url}"
+        );
+        let answer = client.get(&local(url, origin), None, &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{url}: {answer:?}");
+    }
+
+    let key = format!("tests/{}/behind proxy.txt", uuid::Uuid::new_v4());
+    state
+        .services
+        .storage
+        .content
+        .put(&key, bytes_body(b"proxied".to_vec()), PutOptions::default())
+        .await
+        .expect("put");
+    let url = state
+        .services
+        .storage
+        .content
+        .presign_get(&key, &PresignOptions::default())
+        .expect("presign");
+    assert!(url.starts_with(&format!("{origin}/files/")), "{url}");
+    let answer = client.get(&local(&url, origin), None, &[]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{url}: {answer:?}");
+    assert_eq!(&answer.body[..], b"proxied");
+    // Still signed: a changed signature is refused there too.
+    client
+        .get(&flip_last_hex(&local(&url, origin)), None, &[])
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "forbidden", "changed signature");
+}
+on_both_databases!(urls_work_behind_a_prefix_stripping_proxy);
