@@ -2230,3 +2230,151 @@ async fn urls_work_behind_a_prefix_stripping_proxy(db: TestDatabase) {
         .assert_problem(StatusCode::FORBIDDEN, "forbidden", "changed signature");
 }
 on_both_databases!(urls_work_behind_a_prefix_stripping_proxy);
+
+// ----- 15. webhooks: a new book, and a book archived --------------------------------------------
+
+async fn webhooks_import_new_books_and_apply_status_changes(db: TestDatabase) {
+    let crate::webhooks::Fixture { dcs, state } = crate::webhooks::fixture(&db).await;
+    let client = app_client(&state).await;
+    let teacher = token(Role::Teacher);
+    let admin = token(Role::Admin);
+    let store = SqlActivityStore::new(db.db.clone());
+
+    // book.created: its activities are imported before anyone lists them.
+    let created = dcs
+        .add_book(small_book(
+            "Dream Press",
+            "FRESHBOOK",
+            BookStatus::Published,
+        ))
+        .expect("new book");
+    assert!(store.list_for_book(created.id).await.unwrap().is_empty());
+    let delivered = client
+        .send(signed_request(&book_delivery(
+            "book.created",
+            created.id,
+            "FRESHBOOK title",
+        )))
+        .await;
+    assert_eq!(delivered.status, StatusCode::OK, "{delivered:?}");
+    let imported = store.list_for_book(created.id).await.unwrap();
+    assert_eq!(imported.len(), 1);
+    assert_eq!(imported[0].activity.activity_type, "circle");
+
+    // The sample book is read (and cached) as published, then archived in DCS.
+    let rows = activity_rows(&client, 1, &teacher).await;
+    let start = format!("/api/v1/activities/{}/start", rows[0].0);
+    client.get_json(&start, &teacher).await;
+    dcs.update_book(
+        1,
+        dcs_mock::BookUpdate {
+            status: Some(BookStatus::Archived),
+            ..dcs_mock::BookUpdate::default()
+        },
+    )
+    .expect("archive in DCS");
+    // Until DCS says so, the cached record still says published.
+    assert_eq!(
+        client.get(&start, Some(&teacher), &[]).await.status,
+        StatusCode::OK
+    );
+    let delivered = client
+        .send(signed_request(&book_delivery(
+            "book.updated",
+            1,
+            "Flow Demo English 1",
+        )))
+        .await;
+    assert_eq!(delivered.status, StatusCode::OK);
+    for uri in [
+        start.clone(),
+        "/api/v1/books/1/config".to_owned(),
+        "/api/v1/books/1/activities".to_owned(),
+        "/api/v1/books/1/media/audio/01.mp3".to_owned(),
+    ] {
+        client.get(&uri, Some(&teacher), &[]).await.assert_problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &uri,
+        );
+        let answer = client.get(&uri, Some(&admin), &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "admin {uri}: {answer:?}");
+    }
+    // The activities kept their ids through the re-import.
+    assert_eq!(activity_rows(&client, 1, &admin).await, rows);
+}
+on_both_databases!(webhooks_import_new_books_and_apply_status_changes);
+
+// ----- 16. HEAD over the wire ------------------------------------------------------------------
+
+/// One raw HTTP/1.1 exchange (the server closes after it): the head as text, the body bytes.
+fn raw_exchange(address: std::net::SocketAddr, request: &str) -> (String, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read");
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    (
+        String::from_utf8_lossy(&answer[..end]).into_owned(),
+        answer[end + 4..].to_vec(),
+    )
+}
+
+fn wire_header(answer: &str, name: &str) -> Option<String> {
+    answer.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
+}
+
+/// A real server: `HEAD` on a ranged media request sends the `GET`'s `Content-Length` and
+/// `Content-Range` and no body bytes.
+async fn head_on_media_over_the_wire(db: TestDatabase) {
+    let f = fixture(&db).await;
+    let state = f.state.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    let server = actix_web::HttpServer::new(move || create_app(state.clone()))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let teacher = token(Role::Teacher);
+    let request = move |method: &str| {
+        format!(
+            "{method} /api/v1/books/1/media/audio/01.mp3 HTTP/1.1\r\nHost: test\r\n\
+             Authorization: Bearer {teacher}\r\nRange: bytes=100-199\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let ((get, get_body), (head, head_body)) = actix_web::rt::task::spawn_blocking(move || {
+        (
+            raw_exchange(address, &request("GET")),
+            raw_exchange(address, &request("HEAD")),
+        )
+    })
+    .await
+    .expect("requests");
+    assert!(get.starts_with("HTTP/1.1 206"), "{get}");
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert_eq!(wire_header(&get, "content-length").as_deref(), Some("100"));
+    assert_eq!(wire_header(&head, "content-length").as_deref(), Some("100"));
+    for name in ["content-range", "content-type", "etag", "accept-ranges"] {
+        assert!(wire_header(&get, name).is_some(), "{name}");
+        assert_eq!(wire_header(&head, name), wire_header(&get, name), "{name}");
+    }
+    let file = sample_file("audio/01.mp3");
+    assert_eq!(get_body, &file[100..200]);
+    assert!(head_body.is_empty(), "HEAD sent {} bytes", head_body.len());
+    handle.stop(true).await;
+}
+on_both_databases!(head_on_media_over_the_wire);
