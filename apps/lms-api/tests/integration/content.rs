@@ -839,6 +839,21 @@ async fn media_and_assets_stream_with_ranges(db: TestDatabase) {
         .get(media, bearer, &[("If-None-Match", &listed)])
         .await;
     assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
+    // Weak comparison, `*`, and If-None-Match before Range (RFC 9110 13.2.2).
+    let weak = format!("W/{etag}");
+    for headers in [
+        vec![("If-None-Match", weak.as_str())],
+        vec![("If-None-Match", "*")],
+        vec![("If-None-Match", etag.as_str()), ("Range", "bytes=0-99")],
+    ] {
+        let answer = client.get(media, bearer, &headers).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::NOT_MODIFIED,
+            "{headers:?}: {answer:?}"
+        );
+        assert!(answer.body.is_empty(), "{headers:?}");
+    }
     let changed = client
         .get(media, bearer, &[("If-None-Match", "\"something-else\"")])
         .await;
@@ -2378,3 +2393,36 @@ async fn head_on_media_over_the_wire(db: TestDatabase) {
     handle.stop(true).await;
 }
 on_both_databases!(head_on_media_over_the_wire);
+
+// ----- 17. the documented interface ------------------------------------------------------------
+
+#[actix_web::test]
+async fn openapi_documents_the_content_routes() {
+    let (_db, state) = crate::support::sqlite_app_state().await;
+    let client = app_client(&state).await;
+    let answer = client.get("/openapi.json", None, &[]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let spec = answer.json();
+    for (path, method) in [
+        ("/api/v1/books/{id}/config", "get"),
+        ("/api/v1/books/{id}/activities", "get"),
+        ("/api/v1/activities/{id}/start", "get"),
+        ("/api/v1/books/{id}/assets/presigned", "get"),
+        ("/api/v1/books/{id}/assets/{path}", "get"),
+        ("/api/v1/books/{id}/media/{path}", "get"),
+        ("/api/v1/admin/books/{id}/activities/import", "post"),
+        ("/files/{bucket}/{key}", "get"),
+    ] {
+        assert!(
+            spec["paths"][path][method].is_object(),
+            "{method} {path} is not documented: {:?}",
+            spec["paths"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect::<Vec<_>>())
+        );
+    }
+    let media = &spec["paths"]["/api/v1/books/{id}/media/{path}"]["get"]["responses"];
+    for status in ["200", "206", "304", "416", "503"] {
+        assert!(media[status].is_object(), "media route lacks {status}");
+    }
+}
