@@ -266,7 +266,23 @@ impl AssetSource for StoreAssets {
         let spec = request.range.and_then(range::parse_range);
         let mut result = match self.store.get(&key, spec).await {
             Err(StorageError::RangeNotSatisfiable { size }) => {
-                return Ok(AssetAnswer::RangeNotSatisfiable { size });
+                // `If-Range` is evaluated before the range: a client holding another version
+                // gets the whole current object, not a 416 (RFC 9110 13.1.5).
+                let stale_copy = match request.if_range {
+                    None => false,
+                    Some(_) => {
+                        let meta = self.store.head(&key).await?;
+                        !range::if_range_allows_partial(
+                            request.if_range,
+                            meta.etag.as_deref(),
+                            meta.last_modified,
+                        )
+                    }
+                };
+                if !stale_copy {
+                    return Ok(AssetAnswer::RangeNotSatisfiable { size });
+                }
+                self.store.get(&key, None).await?
             }
             other => other?,
         };
@@ -382,10 +398,15 @@ impl AssetSource for DcsAssets {
             .ok_or(ContentError::NotFound("File not found"))?;
         let dcs_path = DcsAssetPath::parse(path.as_str())
             .map_err(|_| ContentError::NotFound("File not found"))?;
-        let wanted = match range::evaluate(request.range, size) {
-            RangeOutcome::Unsatisfiable => return Ok(AssetAnswer::RangeNotSatisfiable { size }),
-            RangeOutcome::Partial(r) => Some(r),
-            RangeOutcome::Full => None,
+        // With `If-Range`, an unsatisfiable range only counts once the validator matches: a
+        // client holding another version gets the whole current object (RFC 9110 13.1.5).
+        let (wanted, unsatisfiable) = match range::evaluate(request.range, size) {
+            RangeOutcome::Unsatisfiable if request.if_range.is_none() => {
+                return Ok(AssetAnswer::RangeNotSatisfiable { size });
+            }
+            RangeOutcome::Unsatisfiable => (None, true),
+            RangeOutcome::Partial(r) => (Some(r), false),
+            RangeOutcome::Full => (None, false),
         };
         let mut options = DownloadOptions::new();
         if let Some(r) = wanted {
@@ -394,6 +415,12 @@ impl AssetSource for DcsAssets {
             options = options.if_none_match(tag);
         }
         let mut answer = self.download(book, &dcs_path, &options).await?;
+        if unsatisfiable
+            && let Conditional::Modified(download) = &answer
+            && range::if_range_allows_partial(request.if_range, download.etag.as_deref(), None)
+        {
+            return Ok(AssetAnswer::RangeNotSatisfiable { size });
+        }
         if let (Some(_), Conditional::Modified(download)) = (wanted, &answer) {
             let etag = download.etag.as_deref();
             if if_none_match_hits(request.if_none_match, etag) {

@@ -20,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AdminOnly, AuthUser, RequireRole, Role};
 use crate::error::{ApiError, ErrorBody};
+use crate::object_storage::FILES_ROUTE;
 use crate::state::AppState;
 
 /// How the content routes see an authenticated caller.
@@ -431,6 +432,15 @@ pub async fn import_activities(
     }))
 }
 
+/// A storage error of the files route as an answer.
+fn file_error(error: storage::StorageError) -> ApiError {
+    match error {
+        storage::StorageError::RangeNotSatisfiable { size } => unsatisfiable(size),
+        storage::StorageError::NotFound { .. } => ApiError::not_found("File not found"),
+        error => ApiError::from(domain::book_content::ContentError::from(error)),
+    }
+}
+
 /// An object of the filesystem store, by signed URL (what S3 presigned URLs are with S3).
 #[utoipa::path(
     tag = "content",
@@ -455,8 +465,17 @@ pub async fn signed_file(
     let Some(signer) = &storage.files else {
         return Err(ApiError::not_found("Not found"));
     };
+    // URLs carry the path of `LMS_PUBLIC_URL` (`/lms/files/...`); a reverse proxy that mounts
+    // the API there strips it, as the asset routes already allow. The signature covers the
+    // bucket, key, expiry and overrides, not that prefix.
+    let mut path = std::borrow::Cow::Borrowed(req.path());
+    if !path.starts_with(signer.route_path())
+        && let Some(prefix) = signer.route_path().strip_suffix(FILES_ROUTE)
+    {
+        path = std::borrow::Cow::Owned(format!("{prefix}{path}"));
+    }
     let verified = signer
-        .verify(req.path(), req.query_string())
+        .verify(&path, req.query_string())
         .map_err(|rejected| {
             ApiError::from_code(Code::Forbidden)
                 .with_detail(format!("File URL refused: {rejected}"))
@@ -466,20 +485,40 @@ pub async fn signed_file(
         .store_for_bucket(&verified.bucket)
         .ok_or_else(|| ApiError::not_found("File not found"))?;
     let spec = header_str(&req, header::RANGE).and_then(range::parse_range);
-    let result = match store.get(&verified.key, spec).await {
+    let if_range = header_str(&req, header::IF_RANGE);
+    let mut result = match store.get(&verified.key, spec).await {
         Ok(result) => result,
         Err(storage::StorageError::RangeNotSatisfiable { size }) => {
-            return Err(unsatisfiable(size));
+            // `If-Range` comes first: another version's validator gets the whole object, not
+            // a 416 (RFC 9110 13.1.5).
+            let stale_copy = match if_range {
+                None => false,
+                Some(_) => {
+                    let meta = store.head(&verified.key).await.map_err(file_error)?;
+                    !range::if_range_allows_partial(
+                        if_range,
+                        meta.etag.as_deref(),
+                        meta.last_modified,
+                    )
+                }
+            };
+            if !stale_copy {
+                return Err(unsatisfiable(size));
+            }
+            store.get(&verified.key, None).await.map_err(file_error)?
         }
-        Err(storage::StorageError::NotFound { .. }) => {
-            return Err(ApiError::not_found("File not found"));
-        }
-        Err(error) => {
-            return Err(ApiError::from(domain::book_content::ContentError::from(
-                error,
-            )));
-        }
+        Err(error) => return Err(file_error(error)),
     };
+    // `If-Range` that no longer matches: the client's partial copy is stale, send it all.
+    if result.range.is_some()
+        && !range::if_range_allows_partial(
+            if_range,
+            result.meta.etag.as_deref(),
+            result.meta.last_modified,
+        )
+    {
+        result = store.get(&verified.key, None).await.map_err(file_error)?;
+    }
     let cache_control = "private, max-age=3600";
     if domain::book_content::if_none_match_hits(
         header_str(&req, header::IF_NONE_MATCH),

@@ -11,6 +11,7 @@ mod auth;
 mod browser;
 mod catalog;
 mod cli;
+mod content;
 mod database;
 mod errors;
 mod head;
