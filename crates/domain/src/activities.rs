@@ -12,7 +12,9 @@
 //!   counting every section (audio, fill, ...), not only activities: it is then the JSON's own
 //!   index, and the `x 10` slot of the order holds ten sections (0..=9) rather than nine.
 //!
-//! `order = module_index x 1000 + page_number x 10 + section_index`. It sorts exactly while a
+//! `order = module_index x 1000 + page_number x 10 + section_index`. Lists are sorted by the
+//! place itself (module, page, section), which is the same order wherever `order` is exact.
+//! `order` sorts exactly while a
 //! module has pages numbered below 100 and a page has at most ten sections; beyond that two
 //! activities may share an order, and lists break ties by the natural key.
 //!
@@ -352,7 +354,8 @@ pub trait ActivityRepository: Send + Sync {
         activities: Vec<ParsedActivity>,
     ) -> Result<ReplaceSummary, RepositoryError>;
 
-    /// The book's activities sorted by `order`, then by natural key.
+    /// The book's activities in book order: by module, page and section (the natural key), so
+    /// a page with more than ten sections cannot interleave with the next page.
     async fn list_for_book(&self, book_id: i64) -> Result<Vec<StoredActivity>, RepositoryError>;
 
     /// One activity.
@@ -490,7 +493,7 @@ impl ActivityRepository for MemoryActivityRepository {
             .filter(|s| s.activity.key.book_id == book_id)
             .cloned()
             .collect();
-        list.sort_by_key(|s| (s.activity.order, s.activity.key));
+        list.sort_by_key(|s| s.activity.key);
         Ok(list)
     }
 
@@ -700,7 +703,7 @@ pub mod conformance {
         let orders: Vec<i64> = listed.iter().map(|s| s.activity.order).collect();
         ensure!(
             orders == vec![1020, 1024, 1031],
-            "list is not sorted by order: {orders:?}"
+            "list is not in book order: {orders:?}"
         );
         ensure!(
             listed.iter().all(|s| s.activity.key.book_id == a),
@@ -712,6 +715,25 @@ pub mod conformance {
             let got = repo.get(s.id).await.map_err(err)?;
             ensure!(got.as_ref() == Some(s), "get({:?}) = {got:?}", s.id);
         }
+
+        // A page with more than ten sections: `order` overlaps the next page's, book order
+        // does not.
+        let crowded = vec![activity(b, 1, 11, "late"), activity(b, 2, 0, "next page")];
+        repo.replace_for_book(b, crowded).await.map_err(err)?;
+        let pages: Vec<(u32, u32)> = repo
+            .list_for_book(b)
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|s| (s.activity.key.page_number, s.activity.key.section_index))
+            .collect();
+        ensure!(
+            pages == vec![(1, 11), (2, 0)],
+            "a crowded page interleaves with the next: {pages:?}"
+        );
+        repo.replace_for_book(b, vec![activity(b, 1, 0, "other")])
+            .await
+            .map_err(err)?;
 
         // Same content again: nothing written, same ids.
         let s = repo.replace_for_book(a, first.clone()).await.map_err(err)?;

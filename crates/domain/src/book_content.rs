@@ -470,6 +470,21 @@ struct BookRecord {
     status: String,
 }
 
+/// Where a book's content lives in DCS storage. A book without a publisher name has none.
+fn storage_location(
+    id: i64,
+    publisher: Option<String>,
+    book_name: String,
+) -> Result<BookRef, ContentError> {
+    let publisher = publisher.ok_or(ContentError::NotFound("Book not found"))?;
+    BookRef::new(id, publisher, book_name).map_err(|e| {
+        ContentError::Upstream(UpstreamError {
+            upstream_code: "dcs_invalid_book_name",
+            message: e.to_string(),
+        })
+    })
+}
+
 /// A book the viewer may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadableBook {
@@ -539,16 +554,7 @@ impl BookContent {
                 message: format!("cached book {id}: {e}"),
             })
         })?;
-        // A book without a publisher name has no storage location.
-        let publisher = record
-            .publisher
-            .ok_or(ContentError::NotFound("Book not found"))?;
-        let book = BookRef::new(record.id, publisher, record.book_name).map_err(|e| {
-            ContentError::Upstream(UpstreamError {
-                upstream_code: "dcs_invalid_book_name",
-                message: e.to_string(),
-            })
-        })?;
+        let book = storage_location(record.id, record.publisher, record.book_name)?;
         Ok(ReadableBook {
             book,
             visibility: BookVisibility {
@@ -700,15 +706,7 @@ impl BookContent {
             .get_book(id)
             .await
             .map_err(|e| ContentError::from_dcs(&e, "Book not found"))?;
-        let publisher = record
-            .publisher
-            .ok_or(ContentError::NotFound("Book not found"))?;
-        let book = BookRef::new(record.id, publisher, record.book_name).map_err(|e| {
-            ContentError::Upstream(UpstreamError {
-                upstream_code: "dcs_invalid_book_name",
-                message: e.to_string(),
-            })
-        })?;
+        let book = storage_location(record.id, record.publisher, record.book_name)?;
         let config = self
             .dcs
             .book_config(book.publisher(), book.book_name())

@@ -170,7 +170,6 @@ impl ActivityRepository for SqlActivityStore {
     async fn list_for_book(&self, book_id: i64) -> Result<Vec<StoredActivity>, RepositoryError> {
         Entity::find()
             .filter(Column::BookId.eq(book_id))
-            .order_by_asc(Column::Position)
             .order_by_asc(Column::ModuleIndex)
             .order_by_asc(Column::PageNumber)
             .order_by_asc(Column::SectionIndex)

@@ -199,6 +199,24 @@ fn assert_rendered(result: &serde_json::Value, url_prefix: &str) {
     );
 }
 
+/// Settings of an lms-api at `lms_url` serving a frontend at `page_url`, plus `extra`.
+fn stack_settings(
+    database: &TestDatabase,
+    lms_url: &str,
+    page_url: &str,
+    extra: &[(&str, &str)],
+) -> lms_api::Settings {
+    let mut vars = vec![
+        ("LMS_JWT_SECRET", crate::support::TEST_JWT_SECRET),
+        ("DATABASE_URL", database.url.as_str()),
+        ("DREAM_CENTRAL_STORAGE_URL", shared_dcs_url()),
+        ("LMS_PUBLIC_URL", lms_url),
+        ("LMS_FRONTEND_ORIGINS", page_url),
+    ];
+    vars.extend_from_slice(extra);
+    settings_from(&vars).expect("settings")
+}
+
 fn free_listener() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -213,19 +231,19 @@ async fn presigned_mode_renders_straight_from_s3() {
     let (page_listener, page_url) = free_listener();
     // Browsers use `localhost`; the server talks to 127.0.0.1.
     let external = format!("http://localhost:{}", s3.port);
-    let settings = settings_from(&[
-        ("LMS_JWT_SECRET", crate::support::TEST_JWT_SECRET),
-        ("DATABASE_URL", &database.url),
-        ("DREAM_CENTRAL_STORAGE_URL", shared_dcs_url()),
-        ("LMS_PUBLIC_URL", &lms_url),
-        ("LMS_FRONTEND_ORIGINS", &page_url),
-        ("STORAGE_BACKEND", "s3"),
-        ("MINIO_ENDPOINT", &s3.endpoint()),
-        ("MINIO_EXTERNAL_URL", &external),
-        ("MINIO_ACCESS_KEY", ACCESS),
-        ("MINIO_SECRET_KEY", SECRET),
-    ])
-    .expect("settings");
+    let endpoint = s3.endpoint();
+    let settings = stack_settings(
+        &database,
+        &lms_url,
+        &page_url,
+        &[
+            ("STORAGE_BACKEND", "s3"),
+            ("MINIO_ENDPOINT", &endpoint),
+            ("MINIO_EXTERNAL_URL", &external),
+            ("MINIO_ACCESS_KEY", ACCESS),
+            ("MINIO_SECRET_KEY", SECRET),
+        ],
+    );
     assert_eq!(
         settings.asset_delivery,
         lms_api::settings::AssetDelivery::Presigned
@@ -302,14 +320,7 @@ async fn proxy_mode_renders_through_signed_lms_urls() {
     let database = TestDatabase::open(Engine::Sqlite).await.unwrap();
     let (lms_listener, lms_url) = free_listener();
     let (page_listener, page_url) = free_listener();
-    let settings = settings_from(&[
-        ("LMS_JWT_SECRET", crate::support::TEST_JWT_SECRET),
-        ("DATABASE_URL", &database.url),
-        ("DREAM_CENTRAL_STORAGE_URL", shared_dcs_url()),
-        ("LMS_PUBLIC_URL", &lms_url),
-        ("LMS_FRONTEND_ORIGINS", &page_url),
-    ])
-    .expect("settings");
+    let settings = stack_settings(&database, &lms_url, &page_url, &[]);
     assert_eq!(
         settings.asset_delivery,
         lms_api::settings::AssetDelivery::Proxy
@@ -335,15 +346,7 @@ async fn dcs_mode_renders_from_dcs_presigned_urls() {
     let database = TestDatabase::open(Engine::Sqlite).await.unwrap();
     let (lms_listener, lms_url) = free_listener();
     let (page_listener, page_url) = free_listener();
-    let settings = settings_from(&[
-        ("LMS_JWT_SECRET", crate::support::TEST_JWT_SECRET),
-        ("DATABASE_URL", &database.url),
-        ("DREAM_CENTRAL_STORAGE_URL", shared_dcs_url()),
-        ("LMS_PUBLIC_URL", &lms_url),
-        ("LMS_FRONTEND_ORIGINS", &page_url),
-        ("ASSET_DELIVERY", "dcs"),
-    ])
-    .expect("settings");
+    let settings = stack_settings(&database, &lms_url, &page_url, &[("ASSET_DELIVERY", "dcs")]);
     let state = AppState::new(settings, database.db.clone()).expect("state");
 
     let lms = serve_lms(lms_listener, state);
