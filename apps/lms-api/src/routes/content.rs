@@ -272,6 +272,47 @@ fn raw_asset_path<'r>(req: &'r HttpRequest, route: &str) -> &'r str {
         .map_or("", |at| &path[at + marker.len()..])
 }
 
+/// Book assets come from publishers and teacher files from teachers: nothing served here may
+/// run as a document on this API's origin. Every answer carries a sandboxing CSP (it does not
+/// affect `<img>`, `<audio>` or `<video>` embedding, only the bytes opened as a page), and
+/// types a browser would render as a page are sent as downloads.
+const ASSET_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
+
+fn renders_as_page(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "text/html" | "application/xhtml+xml" | "text/xml" | "application/xml" | "text/xsl"
+    ) || essence.ends_with("+xml") && essence != "image/svg+xml"
+}
+
+fn contain_active_content(response: &mut HttpResponse, content_type: &str) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(ASSET_CSP),
+    );
+    let downloading = headers
+        .get(header::CONTENT_DISPOSITION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("attachment")
+        });
+    if renders_as_page(content_type) && !downloading {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
+}
+
 fn body_response(body: AssetBody, cache_control: &str) -> HttpResponse {
     let mut response = HttpResponse::build(if body.range.is_some() {
         StatusCode::PARTIAL_CONTENT
@@ -293,7 +334,10 @@ fn body_response(body: AssetBody, cache_control: &str) -> HttpResponse {
         response.insert_header((header::CONTENT_RANGE, r.content_range(body.size)));
     }
     let len = body.len();
-    response.body(SizedStream::new(len, body.body))
+    let content_type = body.content_type;
+    let mut response = response.body(SizedStream::new(len, body.body));
+    contain_active_content(&mut response, &content_type);
+    response
 }
 
 fn not_modified(etag: Option<String>, cache_control: &str) -> HttpResponse {
@@ -547,5 +591,13 @@ pub async fn signed_file(
             .headers_mut()
             .insert(header::CONTENT_DISPOSITION, value);
     }
+    // A signed override may not make a page out of a file.
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    contain_active_content(&mut response, &content_type);
     Ok(response)
 }

@@ -2426,3 +2426,73 @@ async fn openapi_documents_the_content_routes() {
         assert!(media[status].is_object(), "media route lacks {status}");
     }
 }
+
+/// A publisher's HTML or SVG must not run as a page on this API's origin: every asset answer
+/// carries a sandboxing CSP, and types that render as pages are sent as downloads.
+async fn publisher_files_cannot_run_as_pages(db: TestDatabase) {
+    let f = fixture(&db).await;
+    let book = f
+        .dcs
+        .add_book(
+            small_book("Dream Press", "ACTIVEBOOK", BookStatus::Published)
+                .file("evil.html", b"<script>alert(1)</script>".to_vec())
+                .file(
+                    "images/x.svg",
+                    b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
+                        .to_vec(),
+                ),
+        )
+        .unwrap();
+    let client = app_client(&f.state).await;
+    let admin = token(Role::Admin);
+
+    let html = client
+        .get(
+            &format!("/api/v1/books/{}/assets/evil.html", book.id),
+            Some(&admin),
+            &[],
+        )
+        .await;
+    assert_eq!(html.status, StatusCode::OK, "{html:?}");
+    assert_eq!(html.must("content-disposition"), "attachment");
+    assert!(html.must("content-security-policy").contains("sandbox"));
+
+    // SVG stays an image (books use it in <img>), but opened as a page it is sandboxed.
+    let svg = client
+        .get(
+            &format!("/api/v1/books/{}/assets/images/x.svg", book.id),
+            Some(&admin),
+            &[],
+        )
+        .await;
+    assert_eq!(svg.must("content-type"), "image/svg+xml");
+    assert!(svg.header("content-disposition").is_none(), "{svg:?}");
+    assert!(svg.must("content-security-policy").contains("sandbox"));
+
+    // The same on the filesystem store's signed route, whatever the URL asks for.
+    let store = &f.state.services.storage.teachers;
+    store
+        .put(
+            "t/evil.html",
+            storage::bytes_body(&b"<script>alert(1)</script>"[..]),
+            storage::PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let url = store
+        .presign_get(
+            "t/evil.html",
+            &storage::PresignOptions {
+                response_content_type: None,
+                response_content_disposition: Some("inline".to_owned()),
+            },
+        )
+        .unwrap();
+    let answer = client
+        .get(&local(&url, PUBLIC), None, &[])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.must("content-disposition"), "attachment");
+    assert!(answer.must("content-security-policy").contains("sandbox"));
+}
+on_both_databases!(publisher_files_cannot_run_as_pages);
