@@ -1,9 +1,8 @@
 //! The domain's [`ActivityRepository`] over the `activities` table (SQLite and PostgreSQL).
 //!
-//! A replace runs in one transaction. Rows are matched on their natural key, so an activity
-//! keeps its id across re-imports; only rows whose digest changed are rewritten. New rows are
-//! inserted with `ON CONFLICT DO UPDATE` on the natural key, so two instances importing the
-//! same book at once converge instead of failing on the unique index.
+//! A replace runs in one transaction that first locks the book (see [`lock_book`]), so two
+//! imports of one book apply one after the other. Rows are matched on their natural key, so an
+//! activity keeps its id across re-imports; only rows whose digest changed are rewritten.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -13,8 +12,8 @@ use domain::activities::{
 };
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, Statement, TransactionTrait,
 };
 
 use crate::db::entities::activity::{ActiveModel, Column, Entity, Model};
@@ -102,6 +101,36 @@ const CONTENT_COLUMNS: [Column; 7] = [
     Column::Digest,
 ];
 
+/// Serialises replaces of one book until the transaction ends, so what a replace reads as the
+/// current rows is still current when it writes: two imports at once (a first listing and a
+/// webhook) then apply one after the other, and the last one's set is exactly what remains.
+async fn lock_book(txn: &DatabaseTransaction, book_id: i64) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    let statement = match backend {
+        // A transaction-scoped advisory lock in this table's own namespace.
+        DbBackend::Postgres => Statement::from_sql_and_values(
+            backend,
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            [
+                ACTIVITY_LOCK_NAMESPACE.into(),
+                ((book_id % i64::from(i32::MAX)) as i32).into(),
+            ],
+        ),
+        // SQLite has one writer at a time: a write statement first takes the write lock now
+        // (waiting for the other writer) instead of failing the later writes of a transaction
+        // that already read an older snapshot.
+        _ => Statement::from_sql_and_values(
+            backend,
+            "UPDATE activities SET book_id = book_id WHERE book_id = ?",
+            [book_id.into()],
+        ),
+    };
+    txn.execute_raw(statement).await.map(|_| ())
+}
+
+/// First key of the PostgreSQL advisory locks taken by [`lock_book`] ("acts").
+const ACTIVITY_LOCK_NAMESPACE: i32 = 0x6163_7473;
+
 #[async_trait]
 impl ActivityRepository for SqlActivityStore {
     async fn replace_for_book(
@@ -116,6 +145,7 @@ impl ActivityRepository for SqlActivityStore {
             .collect::<Result<Vec<_>, _>>()?;
 
         let txn = self.db.begin().await.map_err(unavailable)?;
+        lock_book(&txn, book_id).await.map_err(unavailable)?;
         let existing = Entity::find()
             .filter(Column::BookId.eq(book_id))
             .all(&txn)

@@ -2488,9 +2488,7 @@ async fn publisher_files_cannot_run_as_pages(db: TestDatabase) {
             },
         )
         .unwrap();
-    let answer = client
-        .get(&local(&url, PUBLIC), None, &[])
-        .await;
+    let answer = client.get(&local(&url, PUBLIC), None, &[]).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(answer.must("content-disposition"), "attachment");
     assert!(answer.must("content-security-policy").contains("sandbox"));
