@@ -147,6 +147,13 @@ pub fn asset_linker(
 ) -> Arc<dyn AssetLinker> {
     match settings.asset_delivery {
         AssetDelivery::Presigned => {
+            if settings.storage.backend == StorageBackend::Fs {
+                tracing::warn!(
+                    "ASSET_DELIVERY=presigned with STORAGE_BACKEND=fs links to the local store's \
+                     /files route, which holds book content only if it is mirrored there; \
+                     use proxy (the default) or dcs"
+                );
+            }
             Arc::new(PresignedLinker::new(StorePresign(storage.content.clone())))
         }
         AssetDelivery::Proxy => Arc::new(SignedProxyLinker::new(

@@ -278,13 +278,15 @@ fn page_number(page: &Value, at: &str) -> Result<u32, ActivityParseError> {
     let value = map
         .get("page_number")
         .ok_or_else(|| fail(at, ConfigProblem::Missing("page_number")))?;
+    // Below 2^31: stores keep it in a signed 32-bit column.
     value
         .as_u64()
+        .filter(|n| i32::try_from(*n).is_ok())
         .and_then(|n| u32::try_from(n).ok())
         .ok_or_else(|| {
             fail(
                 &format!("{at}/page_number"),
-                ConfigProblem::WrongType("a non-negative integer below 2^32"),
+                ConfigProblem::WrongType("a non-negative integer below 2^31"),
             )
         })
 }

@@ -108,7 +108,11 @@ impl From<TransformError> for ContentError {
 
 impl From<RepositoryError> for ContentError {
     fn from(error: RepositoryError) -> Self {
-        Self::Activities(error.to_string())
+        match error {
+            // What the config produced cannot be stored: retrying will not help.
+            RepositoryError::InvalidInput(reason) => Self::InvalidConfig(reason),
+            RepositoryError::Unavailable(_) => Self::Activities(error.to_string()),
+        }
     }
 }
 
@@ -232,10 +236,10 @@ pub fn if_none_match_hits(if_none_match: Option<&str>, etag: Option<&str>) -> bo
 
 /// The content type to send: the stored one unless it says nothing (DCS stores every object
 /// as `application/octet-stream`), then the one the extension implies.
-fn content_type(stored: Option<&str>, path: &BookAssetPath) -> String {
+fn content_type(stored: Option<&str>, path: &str) -> String {
     match stored {
         Some(ct) if !ct.is_empty() && ct != "application/octet-stream" => ct.to_owned(),
-        _ => mime_guess::from_path(path.as_str())
+        _ => mime_guess::from_path(path)
             .first_raw()
             .unwrap_or("application/octet-stream")
             .to_owned(),
@@ -262,55 +266,67 @@ impl AssetSource for StoreAssets {
         path: &BookAssetPath,
         request: &AssetRequest<'_>,
     ) -> Result<AssetAnswer, ContentError> {
-        let key = book.object_key(path);
-        let spec = request.range.and_then(range::parse_range);
-        let mut result = match self.store.get(&key, spec).await {
-            Err(StorageError::RangeNotSatisfiable { size }) => {
-                // `If-Range` is evaluated before the range: a client holding another version
-                // gets the whole current object, not a 416 (RFC 9110 13.1.5).
-                let stale_copy = match request.if_range {
-                    None => false,
-                    Some(_) => {
-                        let meta = self.store.head(&key).await?;
-                        !range::if_range_allows_partial(
-                            request.if_range,
-                            meta.etag.as_deref(),
-                            meta.last_modified,
-                        )
-                    }
-                };
-                if !stale_copy {
-                    return Ok(AssetAnswer::RangeNotSatisfiable { size });
-                }
-                self.store.get(&key, None).await?
-            }
-            other => other?,
-        };
-        let meta = &result.meta;
-        if if_none_match_hits(request.if_none_match, meta.etag.as_deref()) {
-            return Ok(AssetAnswer::NotModified {
-                etag: meta.etag.clone(),
-            });
-        }
-        // `If-Range` that no longer matches: the client's partial copy is stale, send it all.
-        if result.range.is_some()
-            && !range::if_range_allows_partial(
-                request.if_range,
-                meta.etag.as_deref(),
-                meta.last_modified,
-            )
-        {
-            result = self.store.get(&key, None).await?;
-        }
-        Ok(AssetAnswer::Body(AssetBody {
-            size: result.meta.size,
-            range: result.range,
-            content_type: content_type(result.meta.content_type.as_deref(), path),
-            etag: result.meta.etag,
-            last_modified: result.meta.last_modified,
-            body: result.body,
-        }))
+        Ok(open_stored(self.store.as_ref(), &book.object_key(path), request).await?)
     }
+}
+
+/// Reads `key` from `store` for an HTTP request: the range, then the preconditions in RFC
+/// 9110's order. Shared by the S3 asset source and the filesystem store's signed route.
+pub async fn open_stored(
+    store: &dyn ObjectStore,
+    key: &str,
+    request: &AssetRequest<'_>,
+) -> Result<AssetAnswer, StorageError> {
+    let spec = request.range.and_then(range::parse_range);
+    let mut result = match store.get(key, spec).await {
+        Err(StorageError::RangeNotSatisfiable { size }) => {
+            // Preconditions come before the range (RFC 9110 13.2.2): a current copy gets 304,
+            // and with `If-Range` a client holding another version gets the whole current
+            // object, not a 416 (13.1.5).
+            let meta = match (request.if_none_match, request.if_range) {
+                (None, None) => return Ok(AssetAnswer::RangeNotSatisfiable { size }),
+                _ => store.head(key).await?,
+            };
+            if if_none_match_hits(request.if_none_match, meta.etag.as_deref()) {
+                return Ok(AssetAnswer::NotModified { etag: meta.etag });
+            }
+            let stale_copy = request.if_range.is_some()
+                && !range::if_range_allows_partial(
+                    request.if_range,
+                    meta.etag.as_deref(),
+                    meta.last_modified,
+                );
+            if !stale_copy {
+                return Ok(AssetAnswer::RangeNotSatisfiable { size });
+            }
+            store.get(key, None).await?
+        }
+        other => other?,
+    };
+    let meta = &result.meta;
+    if if_none_match_hits(request.if_none_match, meta.etag.as_deref()) {
+        return Ok(AssetAnswer::NotModified {
+            etag: meta.etag.clone(),
+        });
+    }
+    // `If-Range` that no longer matches: the client's partial copy is stale, send it all.
+    if result.range.is_some()
+        && !range::if_range_allows_partial(
+            request.if_range,
+            meta.etag.as_deref(),
+            meta.last_modified,
+        )
+    {
+        result = store.get(key, None).await?;
+    }
+    Ok(AssetAnswer::Body(AssetBody {
+        size: result.meta.size,
+        range: result.range,
+        content_type: content_type(result.meta.content_type.as_deref(), key),
+        etag: result.meta.etag,
+        last_modified: result.meta.last_modified,
+        body: result.body,
+    }))
 }
 
 /// Assets streamed from DCS's object endpoint (deployments without S3 credentials).
@@ -398,10 +414,13 @@ impl AssetSource for DcsAssets {
             .ok_or(ContentError::NotFound("File not found"))?;
         let dcs_path = DcsAssetPath::parse(path.as_str())
             .map_err(|_| ContentError::NotFound("File not found"))?;
-        // With `If-Range`, an unsatisfiable range only counts once the validator matches: a
-        // client holding another version gets the whole current object (RFC 9110 13.1.5).
+        // Preconditions come before the range (RFC 9110 13.2.2): an unsatisfiable range only
+        // counts once `If-None-Match` did not match (else 304) and the `If-Range` validator
+        // matched (else the whole current object, 13.1.5).
         let (wanted, unsatisfiable) = match range::evaluate(request.range, size) {
-            RangeOutcome::Unsatisfiable if request.if_range.is_none() => {
+            RangeOutcome::Unsatisfiable
+                if request.if_range.is_none() && request.if_none_match.is_none() =>
+            {
                 return Ok(AssetAnswer::RangeNotSatisfiable { size });
             }
             RangeOutcome::Unsatisfiable => (None, true),
@@ -415,11 +434,17 @@ impl AssetSource for DcsAssets {
             options = options.if_none_match(tag);
         }
         let mut answer = self.download(book, &dcs_path, &options).await?;
-        if unsatisfiable
-            && let Conditional::Modified(download) = &answer
-            && range::if_range_allows_partial(request.if_range, download.etag.as_deref(), None)
-        {
-            return Ok(AssetAnswer::RangeNotSatisfiable { size });
+        if unsatisfiable && let Conditional::Modified(download) = &answer {
+            let etag = download.etag.as_deref();
+            // DCS compares `If-None-Match` as one exact string; lists and weak tags here.
+            if if_none_match_hits(request.if_none_match, etag) {
+                return Ok(AssetAnswer::NotModified {
+                    etag: download.etag.clone(),
+                });
+            }
+            if range::if_range_allows_partial(request.if_range, etag, None) {
+                return Ok(AssetAnswer::RangeNotSatisfiable { size });
+            }
         }
         if let (Some(_), Conditional::Modified(download)) = (wanted, &answer) {
             let etag = download.etag.as_deref();
@@ -443,7 +468,7 @@ impl AssetSource for DcsAssets {
                 Ok(AssetAnswer::Body(AssetBody {
                     size: download.total_size().unwrap_or(size),
                     range,
-                    content_type: content_type(download.content_type.as_deref(), path),
+                    content_type: content_type(download.content_type.as_deref(), path.as_str()),
                     etag: download.etag,
                     last_modified: None,
                     body: Box::pin(

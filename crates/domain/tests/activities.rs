@@ -208,17 +208,23 @@ fn broken_configs_are_errors_with_where() {
         (
             page(json!({"page_number": "2"})),
             "/books/0/modules/0/pages/0/page_number",
-            ConfigProblem::WrongType("a non-negative integer below 2^32"),
+            ConfigProblem::WrongType("a non-negative integer below 2^31"),
         ),
         (
             page(json!({"page_number": -1})),
             "/books/0/modules/0/pages/0/page_number",
-            ConfigProblem::WrongType("a non-negative integer below 2^32"),
+            ConfigProblem::WrongType("a non-negative integer below 2^31"),
+        ),
+        (
+            // Stores keep page numbers in a signed 32-bit column.
+            page(json!({"page_number": 3_000_000_000u64})),
+            "/books/0/modules/0/pages/0/page_number",
+            ConfigProblem::WrongType("a non-negative integer below 2^31"),
         ),
         (
             page(json!({"page_number": 1.5})),
             "/books/0/modules/0/pages/0/page_number",
-            ConfigProblem::WrongType("a non-negative integer below 2^32"),
+            ConfigProblem::WrongType("a non-negative integer below 2^31"),
         ),
         (
             page(json!({"page_number": 1, "sections": {}})),

@@ -528,62 +528,26 @@ pub async fn signed_file(
     let store = storage
         .store_for_bucket(&verified.bucket)
         .ok_or_else(|| ApiError::not_found("File not found"))?;
-    let spec = header_str(&req, header::RANGE).and_then(range::parse_range);
-    let if_range = header_str(&req, header::IF_RANGE);
-    let mut result = match store.get(&verified.key, spec).await {
-        Ok(result) => result,
-        Err(storage::StorageError::RangeNotSatisfiable { size }) => {
-            // `If-Range` comes first: another version's validator gets the whole object, not
-            // a 416 (RFC 9110 13.1.5).
-            let stale_copy = match if_range {
-                None => false,
-                Some(_) => {
-                    let meta = store.head(&verified.key).await.map_err(file_error)?;
-                    !range::if_range_allows_partial(
-                        if_range,
-                        meta.etag.as_deref(),
-                        meta.last_modified,
-                    )
-                }
-            };
-            if !stale_copy {
-                return Err(unsatisfiable(size));
-            }
-            store.get(&verified.key, None).await.map_err(file_error)?
-        }
-        Err(error) => return Err(file_error(error)),
+    let request = AssetRequest {
+        range: header_str(&req, header::RANGE),
+        if_range: header_str(&req, header::IF_RANGE),
+        if_none_match: header_str(&req, header::IF_NONE_MATCH),
     };
-    // `If-Range` that no longer matches: the client's partial copy is stale, send it all.
-    if result.range.is_some()
-        && !range::if_range_allows_partial(
-            if_range,
-            result.meta.etag.as_deref(),
-            result.meta.last_modified,
-        )
-    {
-        result = store.get(&verified.key, None).await.map_err(file_error)?;
-    }
     let cache_control = "private, max-age=3600";
-    if domain::book_content::if_none_match_hits(
-        header_str(&req, header::IF_NONE_MATCH),
-        result.meta.etag.as_deref(),
-    ) {
-        return Ok(not_modified(result.meta.etag, cache_control));
-    }
-    let mut response = body_response(
-        AssetBody {
-            size: result.meta.size,
-            range: result.range,
-            content_type: verified
-                .response_content_type
-                .or(result.meta.content_type)
-                .unwrap_or_else(|| "application/octet-stream".to_owned()),
-            etag: result.meta.etag,
-            last_modified: result.meta.last_modified,
-            body: result.body,
-        },
-        cache_control,
-    );
+    let mut response =
+        match domain::book_content::open_stored(store.as_ref(), &verified.key, &request)
+            .await
+            .map_err(file_error)?
+        {
+            AssetAnswer::Body(mut body) => {
+                if let Some(content_type) = verified.response_content_type {
+                    body.content_type = content_type;
+                }
+                body_response(body, cache_control)
+            }
+            AssetAnswer::NotModified { etag } => return Ok(not_modified(etag, cache_control)),
+            AssetAnswer::RangeNotSatisfiable { size } => return Err(unsatisfiable(size)),
+        };
     if let Some(disposition) = verified.response_content_disposition
         && let Ok(value) = HeaderValue::from_str(&disposition)
     {
