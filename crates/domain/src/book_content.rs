@@ -661,7 +661,20 @@ impl BookContent {
         if !stored.is_empty() {
             return Ok(stored);
         }
-        self.import(&book).await?;
+        // A book with no activities would otherwise be re-imported on every listing: a marker
+        // in the cache (single-flight, dropped with the book's entries by webhooks, expiring
+        // with the config) says it was imported.
+        self.catalog
+            .cache()
+            .get_or_fetch(
+                &keys::book_activities_imported(id),
+                self.catalog.ttls().config,
+                || async {
+                    self.import(&book).await?;
+                    Ok::<_, ContentError>(Fetched::Found(Bytes::from_static(b"imported")))
+                },
+            )
+            .await?;
         Ok(self.activities.list_for_book(id).await?)
     }
 

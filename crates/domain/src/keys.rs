@@ -36,6 +36,11 @@ pub fn book_config(id: i64) -> String {
     format!("{}:config", book(id))
 }
 
+/// Set once the book's activities were imported (see `BookContent::activities`).
+pub fn book_activities_imported(id: i64) -> String {
+    format!("{}:activities-imported", book(id))
+}
+
 /// Path -> size of every file of the book (for byte ranges on DCS-served assets).
 pub fn book_files(id: i64) -> String {
     format!("{}:files", book(id))

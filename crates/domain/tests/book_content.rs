@@ -427,3 +427,82 @@ async fn store_assets_resolve_ranges_in_the_store() {
     };
     assert_eq!(body.content_type, "audio/mpeg");
 }
+
+/// Counts replaces, to see when a listing imports.
+#[derive(Debug, Default)]
+struct CountingRepository {
+    inner: MemoryActivityRepository,
+    replaces: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl domain::activities::ActivityRepository for CountingRepository {
+    async fn replace_for_book(
+        &self,
+        book_id: i64,
+        activities: Vec<domain::activities::ParsedActivity>,
+    ) -> Result<domain::activities::ReplaceSummary, domain::activities::RepositoryError> {
+        self.replaces
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.replace_for_book(book_id, activities).await
+    }
+    async fn list_for_book(
+        &self,
+        book_id: i64,
+    ) -> Result<Vec<domain::activities::StoredActivity>, domain::activities::RepositoryError> {
+        self.inner.list_for_book(book_id).await
+    }
+    async fn get(
+        &self,
+        id: domain::activities::ActivityId,
+    ) -> Result<Option<domain::activities::StoredActivity>, domain::activities::RepositoryError>
+    {
+        self.inner.get(id).await
+    }
+    async fn delete_for_book(
+        &self,
+        book_id: i64,
+    ) -> Result<usize, domain::activities::RepositoryError> {
+        self.inner.delete_for_book(book_id).await
+    }
+}
+
+#[tokio::test]
+async fn a_book_without_activities_is_imported_once_not_on_every_listing() {
+    let dcs = MockDcs::start(MockConfig::default()).await.unwrap();
+    let client = client(&dcs);
+    let cache = Cache::new(CacheConfig::default());
+    let catalog = Arc::new(Catalog::new(
+        client.clone(),
+        cache.clone(),
+        CatalogTtls::default(),
+        Arc::new(ApiLinks),
+    ));
+    let repository = Arc::new(CountingRepository::default());
+    let content = BookContent::new(
+        catalog,
+        client.clone(),
+        Arc::new(MemoryLinker::new("mem://")),
+        repository.clone(),
+        Arc::new(DcsAssets::new(client, cache, Duration::from_secs(60))),
+    );
+    let config = serde_json::json!({"books": [{"modules": [{"name": "M", "pages": [
+        {"page_number": 1, "image_path": "./books/PLAIN/images/p1.png", "sections": []}
+    ]}]}]});
+    let book = dcs
+        .add_book(
+            NewBook::new("Dream Press", "PLAIN")
+                .file("config.json", serde_json::to_vec(&config).unwrap()),
+        )
+        .unwrap();
+    for _ in 0..3 {
+        let listed = content.activities(&teacher(), book.id).await.unwrap();
+        assert!(listed.is_empty());
+    }
+    assert_eq!(
+        repository
+            .replaces
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
