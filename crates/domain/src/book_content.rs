@@ -32,7 +32,7 @@ use crate::config_transform::{ConfigTransformer, TransformError};
 use crate::errors::{Code, Problem, ToProblem, UpstreamError, dcs_is_unavailable};
 use crate::keys;
 use crate::linker::{AssetLinker, LinkError};
-use crate::ports::EventFollower;
+use crate::ports::{EventFollower, FollowUpError};
 use crate::webhooks::{EventKind, WebhookEvent};
 
 /// Why a content read failed.
@@ -781,11 +781,15 @@ impl BookContent {
 }
 
 /// Webhooks keep the activities table in step with DCS: a created or updated book is
-/// re-imported (ids of unchanged activities stay), a deleted one forgotten.
+/// re-imported (ids of unchanged activities stay), a deleted one forgotten. When DCS or the
+/// database cannot be reached the delivery is retried by DCS; a book without a usable config
+/// keeps its activities, with a warning (an admin can re-import once it is fixed).
 #[async_trait]
 impl EventFollower for BookContent {
-    async fn follow(&self, event: &WebhookEvent) {
-        let Some(id) = event.entity_id else { return };
+    async fn follow(&self, event: &WebhookEvent) -> Result<(), FollowUpError> {
+        let Some(id) = event.entity_id else {
+            return Ok(());
+        };
         let result = match event.kind {
             EventKind::BookCreated | EventKind::BookUpdated => {
                 self.import_activities(id).await.map(|import| {
@@ -806,12 +810,19 @@ impl EventFollower for BookContent {
                     "activities of a deleted book removed"
                 );
             }),
-            _ => return,
+            _ => return Ok(()),
         };
-        if let Err(error) = result {
-            // A book without a config has no activities; anything else is worth a look. The
-            // activities stay as they were, and an admin can re-import.
-            tracing::warn!(book_id = id, event = %event.name, %error, "activities not re-imported");
+        match result {
+            Ok(()) => Ok(()),
+            Err(
+                error @ (ContentError::Unavailable { .. }
+                | ContentError::Activities(_)
+                | ContentError::Catalog(CatalogError::Unavailable { .. })),
+            ) => Err(FollowUpError(error.to_string())),
+            Err(error) => {
+                tracing::warn!(book_id = id, event = %event.name, %error, "activities not re-imported");
+                Ok(())
+            }
         }
     }
 }

@@ -74,6 +74,8 @@ pub enum Code {
     WebhookBodyMalformed,
     /// An identical delivery is still being processed.
     WebhookInProgress,
+    /// The cache is fresh but the delivery's follow-up (activities) must be retried.
+    WebhookFollowUpFailed,
     /// The cache was cleared here but not on every instance.
     CacheInvalidationIncomplete,
     /// Another instance is registering the DCS subscription.
@@ -213,6 +215,12 @@ impl Code {
                 "webhook_in_progress",
                 503,
                 Some("An identical delivery is still being processed; retry later."),
+                Some(1),
+            ),
+            WebhookFollowUpFailed => row(
+                "webhook_follow_up_failed",
+                503,
+                Some("The delivery could not be fully processed; retry it."),
                 Some(1),
             ),
             CacheInvalidationIncomplete => row(
@@ -411,6 +419,7 @@ mod tests {
             Code::WebhookSignatureInvalid,
             Code::WebhookBodyMalformed,
             Code::WebhookInProgress,
+            Code::WebhookFollowUpFailed,
             Code::CacheInvalidationIncomplete,
             Code::WebhookRegistrationInProgress,
             Code::Unauthorized,

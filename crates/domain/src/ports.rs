@@ -305,10 +305,16 @@ impl DeliveryObserver for NoObserver {
 
 // ----- following events -----------------------------------------------------------------------
 
-/// Told about each processed delivery after the cache was invalidated, to bring what lives
-/// outside the cache up to date (a book's activities). It logs its own failures: the delivery
-/// is acknowledged either way, since the cache, which serves every read, is already fresh.
+/// Told about each delivery after the cache was invalidated, to bring what lives outside the
+/// cache up to date (a book's activities). A failure that a retry can fix (DCS or the
+/// database down) is an `Err`: the delivery is then logged `failed` and answered 503, so DCS
+/// sends it again. Failures no retry fixes (a broken config) are the follower's to log.
 #[async_trait]
 pub trait EventFollower: Send + Sync {
-    async fn follow(&self, event: &crate::webhooks::WebhookEvent);
+    async fn follow(&self, event: &crate::webhooks::WebhookEvent) -> Result<(), FollowUpError>;
 }
+
+/// Why a follow-up should be retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FollowUpError(pub String);

@@ -136,6 +136,15 @@ pub enum ReceiveError {
         /// What failed.
         source: CacheError,
     },
+    /// The cache is fresh, but what follows an event (re-importing a book's activities) could
+    /// not be done now (503, so that DCS retries). Logged `failed`.
+    #[error("follow-up failed: {reason}")]
+    FollowUpFailed {
+        /// The log record.
+        event_id: Uuid,
+        /// Why (logged, not shown).
+        reason: String,
+    },
     /// An identical delivery is still being processed (503).
     #[error("an identical delivery is still being processed")]
     InProgress {
@@ -169,6 +178,8 @@ impl ToProblem for ReceiveError {
                 Problem::new(Code::CacheInvalidationIncomplete)
                     .with_field("event_id", event_id.to_string())
             }
+            Self::FollowUpFailed { event_id, .. } => Problem::new(Code::WebhookFollowUpFailed)
+                .with_field("event_id", event_id.to_string()),
             Self::InProgress { event_id } => {
                 Problem::new(Code::WebhookInProgress).with_field("event_id", event_id.to_string())
             }
@@ -412,7 +423,23 @@ impl WebhookReceiver {
         {
             Ok(removed) => {
                 for follower in &self.followers {
-                    follower.follow(&event).await;
+                    if let Err(failure) = follower.follow(&event).await {
+                        tracing::warn!(
+                            event = %event.name,
+                            entity_id = event.entity_id,
+                            event_id = %record.id,
+                            error = %failure,
+                            "webhook: follow-up failed; asking DCS to retry"
+                        );
+                        self.log
+                            .mark_failed(&record, &format!("follow-up failed: {failure}"))
+                            .await?;
+                        self.observer.record(label, DeliveryOutcome::Failed);
+                        return Err(ReceiveError::FollowUpFailed {
+                            event_id: record.id,
+                            reason: failure.to_string(),
+                        });
+                    }
                 }
                 finish_or_note(self.log.mark_processed(&record).await?, &record);
                 self.observer.record(label, DeliveryOutcome::Processed);

@@ -1418,6 +1418,20 @@ async fn webhooks_reimport_and_forget_activities(db: TestDatabase) {
     assert_eq!(activity_rows(&client, 1, &teacher).await, before);
 
     let body = book_delivery("book.updated", 1, "Flow Demo English 1");
+    // DCS cannot serve the new config just then: the delivery is answered 503 so that DCS
+    // sends it again, and nothing changes meanwhile.
+    dcs.inject("/storage/", Fault::Status(503), None);
+    let refused = client.send(signed_request(&body)).await;
+    refused.assert_problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "webhook_follow_up_failed",
+        "follow-up while DCS fails",
+    );
+    assert!(refused.header("retry-after").is_some(), "{refused:?}");
+    dcs.clear_faults();
+    assert_eq!(activity_rows(&client, 1, &teacher).await, before);
+
+    // DCS's retry of the same delivery goes through.
     let delivered = client.send(signed_request(&body)).await;
     assert_eq!(delivered.status, StatusCode::OK, "{delivered:?}");
     assert_eq!(delivered.json()["status"], "received");
