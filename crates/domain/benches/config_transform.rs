@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use domain::asset_path::{BookAssetPath, BookRef};
 use domain::config_transform::ConfigTransformer;
 use domain::linker::{
-    AssetLinker, DcsLinker, DcsLinkerConfig, FetchedUrl, LinkError, Presign, PresignCacheConfig,
-    PresignedLinker, PresignedUrlFetcher, ProxyLinker,
+    AssetLinker, DcsLinker, DcsLinkerConfig, FetchedUrl, LinkError, Presign, PresignedLinker,
+    PresignedUrlFetcher, ProxyLinker,
 };
 use domain::signed_links::{LinkSigner, SignedProxyLinker};
 use serde_json::{Value, json};
@@ -163,17 +163,6 @@ fn main() {
         (
             "presigned, every URL signed (storage's S3 presigner)",
             Arc::new(PresignedLinker::new(presigner())),
-        ),
-        (
-            "presigned, URLs reused (`with_cache`, all hits)",
-            Arc::new(PresignedLinker::with_cache(
-                presigner(),
-                PresignCacheConfig {
-                    capacity: 100_000,
-                    ttl: Duration::from_secs(3600),
-                    min_remaining: Duration::from_secs(2700),
-                },
-            )),
         ),
         (
             "proxy, unsigned URLs",

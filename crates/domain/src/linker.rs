@@ -76,54 +76,19 @@ impl<T: Presign + ?Sized> Presign for Arc<T> {
     }
 }
 
-/// Reuse of presigned URLs by [`PresignedLinker::with_cache`].
-#[derive(Debug, Clone, Copy)]
-pub struct PresignCacheConfig {
-    /// URLs kept (entries).
-    pub capacity: usize,
-    /// How long the presigner signs URLs for (`PRESIGN_TTL`).
-    pub ttl: Duration,
-    /// A cached URL is handed out only while it stays valid at least this long
-    /// (`PRESIGN_MIN_REMAINING`); so a URL is reused for `ttl - min_remaining`.
-    pub min_remaining: Duration,
-}
-
-/// `ASSET_DELIVERY=presigned`: each path is presigned locally by a [`Presign`], optionally
-/// reusing URLs while they stay valid long enough (signing costs a few microseconds per URL,
-/// a cache hit well under one; see `docs/benchmarks.md`).
+/// `ASSET_DELIVERY=presigned`: each path is presigned locally by a [`Presign`] on every call.
+/// No URL cache: the storage crate's presigner signs for the start of a fixed window, so the
+/// same object gets the same URL all window long anyway, at about 0.7 µs per URL (see
+/// `docs/benchmarks.md`).
+#[derive(Debug, Clone)]
 pub struct PresignedLinker<P> {
     presign: P,
-    cache: Option<(quick_cache::sync::Cache<String, CachedUrl>, Duration)>,
-}
-
-impl<P> fmt::Debug for PresignedLinker<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PresignedLinker")
-            .field("cached", &self.cache.as_ref().map(|(c, _)| c.len()))
-            .finish_non_exhaustive()
-    }
 }
 
 impl<P: Presign> PresignedLinker<P> {
     /// Signs every path on every call.
     pub fn new(presign: P) -> Self {
-        Self {
-            presign,
-            cache: None,
-        }
-    }
-
-    /// Signs a path once and reuses the URL for `ttl - min_remaining`; with
-    /// `ttl <= min_remaining` nothing can be reused and this is [`new`](Self::new).
-    pub fn with_cache(presign: P, config: PresignCacheConfig) -> Self {
-        let reuse_for = config.ttl.saturating_sub(config.min_remaining);
-        let cache = (!reuse_for.is_zero()).then(|| {
-            (
-                quick_cache::sync::Cache::new(config.capacity.max(1)),
-                reuse_for,
-            )
-        });
-        Self { presign, cache }
+        Self { presign }
     }
 }
 
@@ -134,33 +99,9 @@ impl<P: Presign> AssetLinker for PresignedLinker<P> {
         book: &BookRef,
         paths: &[BookAssetPath],
     ) -> Result<Vec<Option<String>>, LinkError> {
-        let Some((cache, reuse_for)) = &self.cache else {
-            return Ok(paths
-                .iter()
-                .map(|path| self.presign.presign(&book.object_key(path)))
-                .collect());
-        };
-        // Taken before signing: the URL is valid from its signing time, which is later.
-        let now = Instant::now();
         Ok(paths
             .iter()
-            .map(|path| {
-                let key = book.object_key(path);
-                if let Some(hit) = cache.get(key.as_str()).filter(|c| c.usable_until > now) {
-                    return Some(hit.url);
-                }
-                let url = self.presign.presign(&key)?;
-                if let Some(usable_until) = now.checked_add(*reuse_for) {
-                    cache.insert(
-                        key,
-                        CachedUrl {
-                            url: url.clone(),
-                            usable_until,
-                        },
-                    );
-                }
-                Some(url)
-            })
+            .map(|path| self.presign.presign(&book.object_key(path)))
             .collect())
     }
 }
@@ -609,21 +550,14 @@ mod tests {
         (book, paths)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn presigned_urls_are_reused_for_ttl_minus_min_remaining() {
+    #[tokio::test]
+    async fn every_call_signs_and_refused_keys_are_none() {
         let (book, paths) = setup();
         let presign = Arc::new(Counting {
             refuse: Some("no.png"),
             ..Counting::default()
         });
-        let linker = PresignedLinker::with_cache(
-            presign.clone(),
-            PresignCacheConfig {
-                capacity: 100,
-                ttl: Duration::from_secs(3600),
-                min_remaining: Duration::from_secs(2700),
-            },
-        );
+        let linker = PresignedLinker::new(presign.clone());
         let first = linker.link(&book, &paths).await.unwrap();
         assert_eq!(
             first,
@@ -633,36 +567,7 @@ mod tests {
                 None,
             ]
         );
-        tokio::time::advance(Duration::from_secs(899)).await;
-        assert_eq!(linker.link(&book, &paths).await.unwrap(), first);
-        assert_eq!(presign.signed.load(Ordering::SeqCst), 2);
-        tokio::time::advance(Duration::from_secs(2)).await;
-        let renewed = linker.link(&book, &paths).await.unwrap();
-        assert_eq!(
-            renewed[0].as_deref(),
-            Some("https://s3.test/P/books/B/a.png?n=3")
-        );
+        linker.link(&book, &paths).await.unwrap();
         assert_eq!(presign.signed.load(Ordering::SeqCst), 4);
-    }
-
-    #[tokio::test]
-    async fn without_a_cache_every_call_signs() {
-        let (book, paths) = setup();
-        let presign = Arc::new(Counting::default());
-        for linker in [
-            PresignedLinker::new(presign.clone()),
-            PresignedLinker::with_cache(
-                presign.clone(),
-                PresignCacheConfig {
-                    capacity: 100,
-                    ttl: Duration::from_secs(600),
-                    min_remaining: Duration::from_secs(600),
-                },
-            ),
-        ] {
-            linker.link(&book, &paths).await.unwrap();
-            linker.link(&book, &paths).await.unwrap();
-        }
-        assert_eq!(presign.signed.load(Ordering::SeqCst), 12);
     }
 }
