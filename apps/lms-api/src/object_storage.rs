@@ -160,19 +160,40 @@ pub fn asset_linker(
             ProxyLinker::new(settings.public_url.as_str()),
             storage.links.clone(),
         )),
-        AssetDelivery::Dcs => {
-            // DCS accepts 60 s..=1 day.
-            let expires = settings
-                .presign_ttl
-                .clamp(Duration::from_secs(60), Duration::from_secs(86_400));
-            Arc::new(DcsLinker::new(
-                DcsApiFetcher::new(dcs, expires),
-                DcsLinkerConfig {
-                    min_remaining: settings.presign_min_remaining.min(expires / 2),
-                    ..DcsLinkerConfig::default()
-                },
-            ))
-        }
+        AssetDelivery::Dcs => Arc::new(DcsLinker::new(
+            DcsApiFetcher::new(dcs, dcs_url_lifetime(settings)),
+            DcsLinkerConfig {
+                min_remaining: dcs_min_remaining(settings),
+                ..DcsLinkerConfig::default()
+            },
+        )),
+    }
+}
+
+/// What DCS's presign endpoint is asked for: `PRESIGN_TTL` within the 60 s..=1 day it accepts.
+fn dcs_url_lifetime(settings: &Settings) -> Duration {
+    settings
+        .presign_ttl
+        .clamp(Duration::from_secs(60), Duration::from_secs(86_400))
+}
+
+/// A cached DCS URL is handed out only while it has this much life left.
+fn dcs_min_remaining(settings: &Settings) -> Duration {
+    settings
+        .presign_min_remaining
+        .min(dcs_url_lifetime(settings) / 2)
+}
+
+/// How long a URL handed out now stays valid, at least: the rest of the presign window for
+/// URLs signed here (presigned, proxy), the guaranteed remainder for cached DCS URLs.
+pub fn link_lifetime(settings: &Settings, storage: &Storage, now_unix: u64) -> u64 {
+    match settings.asset_delivery {
+        AssetDelivery::Presigned | AssetDelivery::Proxy => storage
+            .window
+            .signing(now_unix)
+            .expires_at()
+            .saturating_sub(now_unix),
+        AssetDelivery::Dcs => dcs_min_remaining(settings).as_secs(),
     }
 }
 

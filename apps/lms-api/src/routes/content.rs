@@ -101,7 +101,8 @@ pub struct ActivityStart {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AssetLink {
     pub url: String,
-    /// Seconds the URL stays valid, at least `PRESIGN_MIN_REMAINING`.
+    /// Seconds the URL stays valid at least (`PRESIGN_MIN_REMAINING` or more when signed
+    /// here; what DCS's cached URL still guarantees in the `dcs` mode).
     pub expires_in: u64,
 }
 
@@ -235,13 +236,8 @@ pub async fn asset_link(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let expires_in = state
-        .services
-        .storage
-        .window
-        .signing(now)
-        .expires_at()
-        .saturating_sub(now);
+    let expires_in =
+        crate::object_storage::link_lifetime(&state.settings, &state.services.storage, now);
     Ok(web::Json(AssetLink { url, expires_in }))
 }
 
