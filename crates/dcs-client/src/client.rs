@@ -287,18 +287,19 @@ impl DcsClient {
 
     /// The request loop under the call's deadline (`call_deadline`, or `download_deadline`
     /// up to a download's response head). Each step is cut to what is left of it; the outer
-    /// timeout is a backstop for anything that is not.
+    /// timeout is the real-time bound of the whole call and names the step it interrupted.
     async fn execute_within_deadline(&self, req: Req) -> Result<Answer, DcsError> {
         let total = match req.kind {
             Kind::Api => self.inner.cfg.call_deadline,
             Kind::Download => self.inner.cfg.download_deadline,
         };
         let deadline = clock::add(self.now(), total);
-        match tokio::time::timeout(total, self.run(req, deadline, total)).await {
+        let step = Step::default();
+        match tokio::time::timeout(total, self.run(req, deadline, total, &step)).await {
             Ok(result) => result,
             Err(_) => Err(DcsError::DeadlineExceeded {
                 deadline: total,
-                during: "running the call",
+                during: step.get(),
             }),
         }
     }
@@ -329,16 +330,18 @@ impl DcsClient {
         req: Req,
         deadline: DateTime<Utc>,
         total: Duration,
+        step: &Step,
     ) -> Result<Answer, DcsError> {
         let retry = &self.inner.cfg.retry;
         let max_attempts = retry.max_retries + 1;
         let mut attempt: u32 = 1;
         let mut relogged = false;
         loop {
+            step.set(LOGGING_IN);
             let cred = self
-                .within(deadline, total, "logging in", self.credential_for(req.auth))
+                .within(deadline, total, LOGGING_IN, self.credential_for(req.auth))
                 .await?;
-            let outcome = self.attempt(&req, &cred, deadline, total).await;
+            let outcome = self.attempt(&req, &cred, deadline, total, step).await;
             let err = match outcome {
                 Ok(answer) => {
                     let status = answer.status;
@@ -350,13 +353,9 @@ impl DcsClient {
                         && !relogged
                     {
                         relogged = true;
-                        self.within(
-                            deadline,
-                            total,
-                            "logging in",
-                            self.relogin(token.generation),
-                        )
-                        .await?;
+                        step.set(LOGGING_IN);
+                        self.within(deadline, total, LOGGING_IN, self.relogin(token.generation))
+                            .await?;
                         continue;
                     }
                     let retry_after = retry_after(&answer, self.now());
@@ -390,6 +389,7 @@ impl DcsClient {
                         }
                         attempt += 1;
                         log_retry(&req, attempt, max_attempts, &err, wait);
+                        step.set("waiting out Retry-After");
                         self.inner.clock.sleep(wait).await;
                         continue;
                     }
@@ -417,6 +417,7 @@ impl DcsClient {
             }
             attempt += 1;
             log_retry(&req, attempt, max_attempts, &err, delay);
+            step.set("waiting to retry");
             self.inner.clock.sleep(delay).await;
         }
     }
@@ -430,12 +431,18 @@ impl DcsClient {
         cred: &Cred,
         deadline: DateTime<Utc>,
         total: Duration,
+        step: &Step,
     ) -> Result<Answer, DcsError> {
         let transport = &self.inner.transport;
+        step.set(WAITING_FOR_SLOT);
         let slot = transport
             .acquire_slot(req.kind, self.budget(deadline, total)?)
             .await?;
         let permit = self.inner.breaker.acquire()?;
+        step.set(match req.kind {
+            Kind::Api => WAITING_FOR_RESPONSE,
+            Kind::Download => WAITING_FOR_HEAD,
+        });
         let result = transport
             .send(req, cred.secret(), slot, self.budget(deadline, total)?)
             .await;
@@ -472,6 +479,31 @@ impl DcsClient {
     fn storage_req(&self, publisher: &str, book: &str, suffix: &str) -> Result<Req, DcsError> {
         let path = format!("{}{}", book_storage_path(publisher, book)?, suffix);
         Ok(Req::new(Method::GET, path, STORAGE))
+    }
+}
+
+const LOGGING_IN: &str = "logging in";
+pub(crate) const WAITING_FOR_SLOT: &str = "waiting for a connection slot";
+pub(crate) const WAITING_FOR_RESPONSE: &str = "waiting for the response";
+pub(crate) const WAITING_FOR_HEAD: &str = "waiting for the response head";
+
+/// What a call is doing, for the deadline error.
+#[derive(Debug)]
+struct Step(std::sync::Mutex<&'static str>);
+
+impl Default for Step {
+    fn default() -> Self {
+        Step(std::sync::Mutex::new("starting"))
+    }
+}
+
+impl Step {
+    fn set(&self, during: &'static str) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = during;
+    }
+
+    fn get(&self) -> &'static str {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -425,7 +425,7 @@ impl Transport {
         let limit = budget.limit(
             self.pool_wait_timeout,
             "connection slot",
-            "waiting for a connection slot",
+            crate::client::WAITING_FOR_SLOT,
         );
         match tokio::time::timeout(limit.duration, permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
@@ -454,7 +454,11 @@ impl Transport {
         let started = Instant::now();
         let result = match req.kind {
             Kind::Api => {
-                let limit = budget.limit(self.api_timeout, "request", "waiting for the response");
+                let limit = budget.limit(
+                    self.api_timeout,
+                    "request",
+                    crate::client::WAITING_FOR_RESPONSE,
+                );
                 let fut = async {
                     let _slot = slot;
                     let resp = self
@@ -509,7 +513,7 @@ impl Transport {
         let limit = budget.limit(
             self.download_timeout,
             "response head",
-            "waiting for the response head",
+            crate::client::WAITING_FOR_HEAD,
         );
         let resp = match tokio::time::timeout(limit.duration, self.client.request(request)).await {
             Ok(r) => r.map_err(|e| self.map_client_error(&e))?,
