@@ -17,8 +17,8 @@ use crate::models::{
 use crate::path::AssetPath;
 
 /// A streamed body. Each item is a chunk or the error that ended the stream (network error or
-/// the idle timeout between chunks). While it is alive it holds one of the client's
-/// connection slots; drop it to free the slot.
+/// the idle timeout between chunks). While it is alive it holds one of the client's stream
+/// slots (`max_streams`, separate from the API calls' slots); drop it to free the slot.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, DcsError>> + Send + 'static>>;
 
 /// A streamed object from DCS (an asset, a cover, a logo) with the headers a proxy needs.

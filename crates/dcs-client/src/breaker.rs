@@ -29,11 +29,20 @@ pub enum BreakerState {
     },
 }
 
+/// `cool_down` in `Open`/`HalfOpen` is the open time last used; a failed probe doubles it.
 #[derive(Debug)]
 enum Inner {
-    Closed { failures: u32 },
-    Open { until: DateTime<Utc> },
-    HalfOpen { probing: bool },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: DateTime<Utc>,
+        cool_down: Duration,
+    },
+    HalfOpen {
+        probing: bool,
+        cool_down: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -69,12 +78,18 @@ impl Breaker {
         let now = self.clock.now();
         match *self.lock() {
             Inner::Closed { failures } => BreakerState::Closed { failures },
-            Inner::Open { until } if now < until => BreakerState::Open {
+            Inner::Open { until, .. } if now < until => BreakerState::Open {
                 retry_in: clock::since(now, until),
             },
             Inner::Open { .. } => BreakerState::HalfOpen { probing: false },
-            Inner::HalfOpen { probing } => BreakerState::HalfOpen { probing },
+            Inner::HalfOpen { probing, .. } => BreakerState::HalfOpen { probing },
         }
+    }
+
+    /// The open time after a failed probe that followed an open time of `last`.
+    fn next_cool_down(&self, last: Duration) -> Duration {
+        let cap = self.cfg.max_cool_down.max(self.cfg.cool_down);
+        last.saturating_mul(2).min(cap)
     }
 
     /// Asks to send a request.
@@ -94,11 +109,18 @@ impl Breaker {
                 probe: false,
                 done: false,
             }),
-            Inner::Open { until } if now < until => Err(DcsError::CircuitOpen {
+            Inner::Open { until, .. } if now < until => Err(DcsError::CircuitOpen {
                 retry_in: clock::since(now, until),
             }),
-            Inner::Open { .. } | Inner::HalfOpen { probing: false } => {
-                *st = Inner::HalfOpen { probing: true };
+            Inner::Open { cool_down, .. }
+            | Inner::HalfOpen {
+                probing: false,
+                cool_down,
+            } => {
+                *st = Inner::HalfOpen {
+                    probing: true,
+                    cool_down,
+                };
                 tracing::info!(
                     target: "dcs_client::breaker",
                     "DCS circuit breaker half-open: letting one probe request through"
@@ -109,7 +131,7 @@ impl Breaker {
                     done: false,
                 })
             }
-            Inner::HalfOpen { probing: true } => Err(DcsError::CircuitOpen {
+            Inner::HalfOpen { probing: true, .. } => Err(DcsError::CircuitOpen {
                 retry_in: Duration::ZERO,
             }),
         }
@@ -136,21 +158,27 @@ impl Breaker {
 
     fn on_failure(&self, probe: bool) {
         let now = self.clock.now();
-        let until = clock::add(now, self.cfg.cool_down);
         let mut st = self.lock();
         match *st {
-            Inner::HalfOpen { .. } if probe => {
-                *st = Inner::Open { until };
+            Inner::HalfOpen { cool_down, .. } if probe => {
+                let cool_down = self.next_cool_down(cool_down);
+                *st = Inner::Open {
+                    until: clock::add(now, cool_down),
+                    cool_down,
+                };
                 tracing::warn!(
                     target: "dcs_client::breaker",
-                    cool_down_ms = self.cfg.cool_down.as_millis() as u64,
+                    cool_down_ms = cool_down.as_millis() as u64,
                     "DCS circuit breaker re-opened: probe failed"
                 );
             }
             Inner::Closed { failures } => {
                 let failures = failures + 1;
                 if failures >= self.cfg.failure_threshold {
-                    *st = Inner::Open { until };
+                    *st = Inner::Open {
+                        until: clock::add(now, self.cfg.cool_down),
+                        cool_down: self.cfg.cool_down,
+                    };
                     tracing::warn!(
                         target: "dcs_client::breaker",
                         failures,
@@ -168,8 +196,15 @@ impl Breaker {
     fn on_abandon(&self, probe: bool) {
         if probe {
             let mut st = self.lock();
-            if let Inner::HalfOpen { probing: true } = *st {
-                *st = Inner::HalfOpen { probing: false };
+            if let Inner::HalfOpen {
+                probing: true,
+                cool_down,
+            } = *st
+            {
+                *st = Inner::HalfOpen {
+                    probing: false,
+                    cool_down,
+                };
             }
         }
     }
@@ -207,6 +242,7 @@ mod tests {
             BreakerConfig {
                 failure_threshold: 3,
                 cool_down: Duration::from_secs(10),
+                max_cool_down: Duration::from_secs(10),
             },
             Arc::new(clock.clone()),
         )
@@ -245,6 +281,41 @@ mod tests {
         probe.success();
         assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
         b.acquire().unwrap().success();
+    }
+
+    #[test]
+    fn failed_probes_double_the_open_time_up_to_the_cap_and_success_resets_it() {
+        let clock = ManualClock::new();
+        let b = Breaker::new(
+            BreakerConfig {
+                failure_threshold: 1,
+                cool_down: Duration::from_secs(1),
+                max_cool_down: Duration::from_secs(5),
+            },
+            Arc::new(clock.clone()),
+        );
+        b.acquire().unwrap().failure();
+        let mut open_times = Vec::new();
+        for _ in 0..5 {
+            let BreakerState::Open { retry_in } = b.state() else {
+                panic!("{:?}", b.state())
+            };
+            open_times.push(retry_in.as_secs());
+            clock.advance(retry_in);
+            b.acquire().unwrap().failure();
+        }
+        assert_eq!(open_times, vec![1, 2, 4, 5, 5]);
+        clock.advance(Duration::from_secs(5));
+        b.acquire().unwrap().success();
+        assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
+        // Opening again starts from the first cool-down.
+        b.acquire().unwrap().failure();
+        assert_eq!(
+            b.state(),
+            BreakerState::Open {
+                retry_in: Duration::from_secs(1)
+            }
+        );
     }
 
     #[test]

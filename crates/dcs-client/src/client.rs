@@ -24,9 +24,8 @@ use crate::models::{
     WebhookSubscriptionUpdate,
 };
 use crate::path::{AssetPath, book_storage_path, check_name, encode_query_value, encode_segment};
-use crate::transport::{
-    Answer, AuthScope, Body, Budget, PHASE_DEADLINE, PHASE_SLOT, Req, Transport,
-};
+use crate::stats::{Counters, DcsStats};
+use crate::transport::{Answer, AuthScope, Body, Budget, Kind, REFUSED, Req, Transport};
 
 const STORAGE: AuthScope = AuthScope::JwtOnly("/storage/*");
 const WEBHOOKS: AuthScope = AuthScope::JwtOnly("/webhooks/*");
@@ -45,6 +44,7 @@ struct Inner {
     breaker: Breaker,
     clock: Arc<dyn Clock>,
     tokens: TokenCache,
+    counters: Counters,
 }
 
 impl fmt::Debug for DcsClient {
@@ -103,6 +103,7 @@ impl DcsClient {
                 breaker,
                 clock,
                 tokens: TokenCache::default(),
+                counters: Counters::default(),
             }),
         })
     }
@@ -115,6 +116,16 @@ impl DcsClient {
     /// The circuit breaker's current state.
     pub fn breaker_state(&self) -> BreakerState {
         self.inner.breaker.state()
+    }
+
+    /// Counters of calls that failed with [`DcsError::PoolExhausted`],
+    /// [`DcsError::DeadlineExceeded`] or [`DcsError::CircuitOpen`], and the slots in use now
+    /// (shared by all clones of this client). For metrics.
+    pub fn stats(&self) -> DcsStats {
+        let transport = &self.inner.transport;
+        self.inner
+            .counters
+            .snapshot(transport.api_in_flight(), transport.streams_in_flight())
     }
 
     /// When the cached JWT expires (`exp`), if one is cached and its `exp` was readable.
@@ -206,7 +217,7 @@ impl DcsClient {
         };
         let req = Req::new(Method::POST, "/auth/login", AuthScope::None).json(&body)?;
         // Boxed: the request loop may call back into the login (through `credential_for`).
-        let result = Box::pin(self.execute(req))
+        let result = Box::pin(self.execute_within_deadline(req))
             .await
             .and_then(|answer| decode::<LoginResponse>(&answer, "login response"));
         let login = match result {
@@ -244,17 +255,93 @@ impl DcsClient {
 
     // ----- the request loop ---------------------------------------------------------------
 
-    /// Sends `req` with auth, retries, `Retry-After`, the breaker and the call deadline.
-    /// Returns the answer for 2xx and 304; every other status becomes an error.
+    /// Sends `req` with auth, retries, `Retry-After`, the breaker and the call deadline, and
+    /// counts and logs the failures that protect the service (pool exhausted, deadline
+    /// exceeded, breaker open). Returns the answer for 2xx and 304; every other status becomes
+    /// an error.
     async fn execute(&self, req: Req) -> Result<Answer, DcsError> {
+        let (method, path) = (req.method.clone(), req.path.clone());
+        let result = self.execute_within_deadline(req).await;
+        if let Err(err) = &result {
+            self.record_failure(&method, &path, err);
+        }
+        result
+    }
+
+    fn record_failure(&self, method: &Method, path: &str, err: &DcsError) {
+        self.inner.counters.record(err);
+        if matches!(
+            err,
+            DcsError::PoolExhausted { .. } | DcsError::DeadlineExceeded { .. }
+        ) {
+            tracing::warn!(
+                target: "dcs_client::request",
+                method = %method,
+                path = %path,
+                code = err.code(),
+                cause = %err,
+                "DCS call failed: {err}"
+            );
+        }
+    }
+
+    /// The request loop under the call's deadline (`call_deadline`, or `download_deadline`
+    /// up to a download's response head). Each step is cut to what is left of it; the outer
+    /// timeout is the real-time bound of the whole call and names the step it interrupted.
+    async fn execute_within_deadline(&self, req: Req) -> Result<Answer, DcsError> {
+        let total = match req.kind {
+            Kind::Api => self.inner.cfg.call_deadline,
+            Kind::Download => self.inner.cfg.download_deadline,
+        };
+        let deadline = clock::add(self.now(), total);
+        let step = Step::default();
+        match tokio::time::timeout(total, self.run(req, deadline, total, &step)).await {
+            Ok(result) => result,
+            Err(_) => Err(DcsError::DeadlineExceeded {
+                deadline: total,
+                during: step.get(),
+            }),
+        }
+    }
+
+    /// Runs `fut` with what is left of the deadline.
+    async fn within<T>(
+        &self,
+        deadline: DateTime<Utc>,
+        total: Duration,
+        during: &'static str,
+        fut: impl std::future::Future<Output = Result<T, DcsError>>,
+    ) -> Result<T, DcsError> {
+        let remaining = clock::since(self.now(), deadline);
+        let exceeded = DcsError::DeadlineExceeded {
+            deadline: total,
+            during,
+        };
+        if remaining.is_zero() {
+            return Err(exceeded);
+        }
+        tokio::time::timeout(remaining, fut)
+            .await
+            .unwrap_or(Err(exceeded))
+    }
+
+    async fn run(
+        &self,
+        req: Req,
+        deadline: DateTime<Utc>,
+        total: Duration,
+        step: &Step,
+    ) -> Result<Answer, DcsError> {
         let retry = &self.inner.cfg.retry;
         let max_attempts = retry.max_retries + 1;
-        let deadline = clock::add(self.now(), self.inner.cfg.call_deadline);
         let mut attempt: u32 = 1;
         let mut relogged = false;
         loop {
-            let cred = self.credential_for(req.auth).await?;
-            let outcome = self.attempt(&req, &cred, deadline).await;
+            step.set(LOGGING_IN);
+            let cred = self
+                .within(deadline, total, LOGGING_IN, self.credential_for(req.auth))
+                .await?;
+            let outcome = self.attempt(&req, &cred, deadline, total, step).await;
             let err = match outcome {
                 Ok(answer) => {
                     let status = answer.status;
@@ -266,7 +353,9 @@ impl DcsClient {
                         && !relogged
                     {
                         relogged = true;
-                        self.relogin(token.generation).await?;
+                        step.set(LOGGING_IN);
+                        self.within(deadline, total, LOGGING_IN, self.relogin(token.generation))
+                            .await?;
                         continue;
                     }
                     let retry_after = retry_after(&answer, self.now());
@@ -300,6 +389,7 @@ impl DcsClient {
                         }
                         attempt += 1;
                         log_retry(&req, attempt, max_attempts, &err, wait);
+                        step.set("waiting out Retry-After");
                         self.inner.clock.sleep(wait).await;
                         continue;
                     }
@@ -310,11 +400,12 @@ impl DcsClient {
                 }
                 Err(err) => err,
             };
-            // 5xx, network error or timeout. Not a wait for a connection slot that already
-            // took a full timeout, nor a call whose deadline has passed.
+            // 5xx, a network error or a per-step timeout. Not local queueing (pool exhausted),
+            // not a passed deadline, and not a refused connection: nothing listens, so DCS is
+            // down, and failing fast lets the breaker take over.
             let retryable = match &err {
-                DcsError::Server { .. } | DcsError::Network { .. } => true,
-                DcsError::Timeout { phase, .. } => *phase != PHASE_SLOT && *phase != PHASE_DEADLINE,
+                DcsError::Server { .. } | DcsError::Timeout { .. } => true,
+                DcsError::Network { message } => !message.starts_with(REFUSED),
                 _ => false,
             };
             if !retryable || !req.idempotent || attempt >= max_attempts {
@@ -326,6 +417,7 @@ impl DcsClient {
             }
             attempt += 1;
             log_retry(&req, attempt, max_attempts, &err, delay);
+            step.set("waiting to retry");
             self.inner.clock.sleep(delay).await;
         }
     }
@@ -338,32 +430,42 @@ impl DcsClient {
         req: &Req,
         cred: &Cred,
         deadline: DateTime<Utc>,
+        total: Duration,
+        step: &Step,
     ) -> Result<Answer, DcsError> {
         let transport = &self.inner.transport;
+        step.set(WAITING_FOR_SLOT);
         let slot = transport
-            .acquire_slot(req.kind, self.budget(deadline)?)
+            .acquire_slot(req.kind, self.budget(deadline, total)?)
             .await?;
         let permit = self.inner.breaker.acquire()?;
+        step.set(match req.kind {
+            Kind::Api => WAITING_FOR_RESPONSE,
+            Kind::Download => WAITING_FOR_HEAD,
+        });
         let result = transport
-            .send(req, cred.secret(), slot, self.budget(deadline)?)
+            .send(req, cred.secret(), slot, self.budget(deadline, total)?)
             .await;
         match &result {
             Ok(answer) if answer.status.is_server_error() => permit.failure(),
             Ok(_) => permit.success(),
-            Err(DcsError::Network { .. } | DcsError::Timeout { .. }) => permit.failure(),
+            Err(
+                DcsError::Network { .. }
+                | DcsError::Timeout { .. }
+                | DcsError::DeadlineExceeded { .. },
+            ) => permit.failure(),
             Err(_) => drop(permit),
         }
         result
     }
 
-    /// What is left of the call deadline; a `call deadline` timeout when nothing is.
-    fn budget(&self, deadline: DateTime<Utc>) -> Result<Budget, DcsError> {
-        let total = self.inner.cfg.call_deadline;
+    /// What is left of the call deadline; `DeadlineExceeded` when nothing is.
+    fn budget(&self, deadline: DateTime<Utc>, total: Duration) -> Result<Budget, DcsError> {
         let remaining = clock::since(self.now(), deadline);
         if remaining.is_zero() {
-            return Err(DcsError::Timeout {
-                phase: PHASE_DEADLINE,
-                after: total,
+            return Err(DcsError::DeadlineExceeded {
+                deadline: total,
+                during: "starting an attempt",
             });
         }
         Ok(Budget { remaining, total })
@@ -377,6 +479,31 @@ impl DcsClient {
     fn storage_req(&self, publisher: &str, book: &str, suffix: &str) -> Result<Req, DcsError> {
         let path = format!("{}{}", book_storage_path(publisher, book)?, suffix);
         Ok(Req::new(Method::GET, path, STORAGE))
+    }
+}
+
+const LOGGING_IN: &str = "logging in";
+pub(crate) const WAITING_FOR_SLOT: &str = "waiting for a connection slot";
+pub(crate) const WAITING_FOR_RESPONSE: &str = "waiting for the response";
+pub(crate) const WAITING_FOR_HEAD: &str = "waiting for the response head";
+
+/// What a call is doing, for the deadline error.
+#[derive(Debug)]
+struct Step(std::sync::Mutex<&'static str>);
+
+impl Default for Step {
+    fn default() -> Self {
+        Step(std::sync::Mutex::new("starting"))
+    }
+}
+
+impl Step {
+    fn set(&self, during: &'static str) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = during;
+    }
+
+    fn get(&self) -> &'static str {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -487,7 +614,11 @@ impl DcsClient {
     /// when needed; this is for checking credentials at start-up.
     pub async fn login(&self) -> Result<(), DcsError> {
         let _guard = self.inner.tokens.refresh_lock.lock().await;
-        self.do_login().await.map(|_| ())
+        let result = self.do_login().await.map(|_| ());
+        if let Err(err) = &result {
+            self.record_failure(&Method::POST, "/auth/login", err);
+        }
+        result
     }
 
     /// One page of `GET /publishers/` (`limit` 1..=1000).

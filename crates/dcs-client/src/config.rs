@@ -97,9 +97,10 @@ pub enum Jitter {
 pub struct RetryConfig {
     /// Retries after the first attempt (default 3, i.e. at most 4 requests).
     pub max_retries: u32,
-    /// The first backoff; doubled each retry: 1 s, 2 s, 4 s by default.
+    /// The first backoff; doubled each retry: 100 ms, 200 ms, 400 ms by default (short, so
+    /// retries fit into the call deadline).
     pub base_delay: Duration,
-    /// Upper bound of one backoff delay (default 30 s).
+    /// Upper bound of one backoff delay (default 1 s).
     pub max_delay: Duration,
     /// Jitter mode (default [`Jitter::Equal`]).
     pub jitter: Jitter,
@@ -112,8 +113,8 @@ impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
             max_retries: 3,
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(30),
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
             jitter: Jitter::Equal,
             max_retry_after: Duration::from_secs(30),
         }
@@ -150,15 +151,22 @@ pub struct BreakerConfig {
     /// Consecutive upstream failures (5xx, network, timeouts) that open the breaker
     /// (default 5). `0` disables the breaker.
     pub failure_threshold: u32,
-    /// How long the breaker stays open before one probe is let through (default 30 s).
+    /// How long the breaker stays open before one probe is let through (default 1 s). Each
+    /// failed probe doubles the next open time, up to `max_cool_down`; a successful probe
+    /// resets it.
     pub cool_down: Duration,
+    /// The longest open time after repeated failed probes (default 5 s; a value below
+    /// `cool_down` means `cool_down`). This bounds how long traffic stays refused after DCS
+    /// is back.
+    pub max_cool_down: Duration,
 }
 
 impl Default for BreakerConfig {
     fn default() -> Self {
         BreakerConfig {
             failure_threshold: 5,
-            cool_down: Duration::from_secs(30),
+            cool_down: Duration::from_secs(1),
+            max_cool_down: Duration::from_secs(5),
         }
     }
 }
@@ -180,13 +188,25 @@ pub struct DcsConfig {
     pub download_timeout: Duration,
     /// Downloads: longest pause between two body chunks (default 60 s).
     pub download_idle_timeout: Duration,
-    /// Overall budget of one call including retries and waits (default 120 s). A wait that
-    /// would end past it is not started, and an attempt gets at most what is left of it
-    /// (a streamed body, read after the call returned, is bounded by the idle timeout only).
+    /// Overall deadline of one API (JSON) call: slot wait, login, attempts, retries and waits
+    /// included (default 5 s). A wait that would end past it is not started, an attempt gets
+    /// at most what is left of it, and a call that reaches it fails with
+    /// [`DcsError::DeadlineExceeded`](crate::DcsError::DeadlineExceeded).
     pub call_deadline: Duration,
-    /// At most this many concurrent connections (= requests in flight, including streamed
-    /// bodies being read) to DCS (default 10).
+    /// Overall deadline of a streamed download up to its response head, retries included
+    /// (default 10 s). The body, read after the call returned, is bounded by
+    /// `download_idle_timeout` between chunks, not by this.
+    pub download_deadline: Duration,
+    /// At most this many API (JSON) calls in flight to DCS (default 10). Streamed downloads
+    /// have their own budget (`max_streams`), so they can never starve these.
     pub max_connections_per_host: usize,
+    /// At most this many streamed downloads (covers, logos, assets) in flight, each from its
+    /// request until its body is read to the end or dropped (default 10).
+    pub max_streams: usize,
+    /// Longest wait for a free slot (of `max_connections_per_host` or `max_streams`) before
+    /// the call fails with [`DcsError::PoolExhausted`](crate::DcsError::PoolExhausted)
+    /// (default 1 s; the call deadline still applies).
+    pub pool_wait_timeout: Duration,
     /// Idle pooled connections are closed after this long (default 90 s).
     pub pool_idle_timeout: Duration,
     /// The largest response body read into memory (API answers and error bodies; streamed
@@ -216,8 +236,11 @@ impl DcsConfig {
             api_timeout: Duration::from_secs(30),
             download_timeout: Duration::from_secs(60),
             download_idle_timeout: Duration::from_secs(60),
-            call_deadline: Duration::from_secs(120),
+            call_deadline: Duration::from_secs(5),
+            download_deadline: Duration::from_secs(10),
             max_connections_per_host: 10,
+            max_streams: 10,
+            pool_wait_timeout: Duration::from_secs(1),
             pool_idle_timeout: Duration::from_secs(90),
             max_body_bytes: 64 * 1024 * 1024,
             retry: RetryConfig::default(),
@@ -260,12 +283,19 @@ mod tests {
         assert_eq!(cfg.connect_timeout, Duration::from_secs(5));
         assert_eq!(cfg.api_timeout, Duration::from_secs(30));
         assert_eq!(cfg.download_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.call_deadline, Duration::from_secs(5));
+        assert_eq!(cfg.download_deadline, Duration::from_secs(10));
         assert_eq!(cfg.max_connections_per_host, 10);
+        assert_eq!(cfg.max_streams, 10);
+        assert_eq!(cfg.pool_wait_timeout, Duration::from_secs(1));
         assert_eq!(cfg.token_refresh_margin, Duration::from_secs(5 * 60));
         assert_eq!(cfg.retry.max_retries, 3);
-        assert_eq!(cfg.retry.base_delay, Duration::from_secs(1));
+        assert_eq!(cfg.retry.base_delay, Duration::from_millis(100));
+        assert_eq!(cfg.retry.max_delay, Duration::from_secs(1));
         assert_eq!(cfg.retry.jitter, Jitter::Equal);
         assert_eq!(cfg.breaker.failure_threshold, 5);
+        assert_eq!(cfg.breaker.cool_down, Duration::from_secs(1));
+        assert_eq!(cfg.breaker.max_cool_down, Duration::from_secs(5));
         assert_eq!(cfg.publishers_page_size, 100);
         assert_eq!(cfg.batch_size, 100);
     }
@@ -273,6 +303,8 @@ mod tests {
     #[test]
     fn backoff_doubles_and_jitters_within_bounds() {
         let mut r = RetryConfig {
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
             jitter: Jitter::None,
             ..RetryConfig::default()
         };

@@ -97,16 +97,40 @@ pub enum DcsError {
         message: String,
     },
 
-    /// A timeout elapsed (connect, whole API call, time to response head, idle body, waiting
-    /// for a free connection, or the call deadline).
+    /// A per-step timeout elapsed (connect, one API attempt, time to response head, idle
+    /// body). The whole call's deadline is [`DcsError::DeadlineExceeded`].
     #[error("DCS {phase} timed out after {after:?}")]
     Timeout {
-        /// Which timeout: `connect`, `request`, `response head`, `body idle`,
-        /// `connection slot` (all `max_connections_per_host` slots stayed busy; DCS was not
-        /// asked) or `call deadline`.
+        /// Which timeout: `connect`, `request`, `response head` or `body idle`.
         phase: &'static str,
         /// The configured limit that elapsed.
         after: Duration,
+    },
+
+    /// The call's overall deadline (`call_deadline`, or `download_deadline` up to a
+    /// download's response head) passed, retries and waits included.
+    #[error("DCS call deadline of {deadline:?} exceeded while {during}")]
+    DeadlineExceeded {
+        /// The configured deadline.
+        deadline: Duration,
+        /// What the call was doing when the deadline passed, e.g. `waiting for the response`,
+        /// `waiting for a connection slot`, `logging in`.
+        during: &'static str,
+    },
+
+    /// Every connection slot of the call's kind stayed busy for `pool_wait_timeout`: local
+    /// queueing, DCS was not asked (so it is neither retried nor counted by the breaker).
+    #[error(
+        "DCS connection pool exhausted: all {limit} slots for {pool} stayed busy for {waited:?} (DCS was not asked)"
+    )]
+    PoolExhausted {
+        /// Which budget: `api calls` (`max_connections_per_host`) or `streams`
+        /// (`max_streams`).
+        pool: &'static str,
+        /// The size of that budget.
+        limit: usize,
+        /// How long the call waited (`pool_wait_timeout`).
+        waited: Duration,
     },
 
     /// The circuit breaker is open: DCS failed repeatedly, and calls fail fast for a while.
@@ -181,6 +205,8 @@ impl DcsError {
             DcsError::UnexpectedStatus { .. } => "dcs_unexpected_status",
             DcsError::Network { .. } => "dcs_network",
             DcsError::Timeout { .. } => "dcs_timeout",
+            DcsError::DeadlineExceeded { .. } => "dcs_deadline_exceeded",
+            DcsError::PoolExhausted { .. } => "dcs_pool_exhausted",
             DcsError::CircuitOpen { .. } => "dcs_circuit_open",
             DcsError::Decode { .. } => "dcs_decode",
             DcsError::InvalidPath { .. } => "dcs_invalid_path",
@@ -191,12 +217,15 @@ impl DcsError {
     }
 
     /// Whether trying the same request again later may succeed: network errors, timeouts,
-    /// 5xx and 429. (The client already retried idempotent requests before returning.)
+    /// deadline, pool exhaustion, 5xx and 429. (The client already retried idempotent
+    /// requests before returning, where that fitted into the deadline.)
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             DcsError::Network { .. }
                 | DcsError::Timeout { .. }
+                | DcsError::DeadlineExceeded { .. }
+                | DcsError::PoolExhausted { .. }
                 | DcsError::Server { .. }
                 | DcsError::RateLimited { .. }
         )
@@ -207,13 +236,15 @@ impl DcsError {
         matches!(self, DcsError::NotFound { .. })
     }
 
-    /// DCS is unavailable: network error, timeout, 5xx or circuit open. This is what a caller
-    /// turns into `503` and serving stale data.
+    /// DCS is unavailable: network error, timeout, deadline exceeded, pool exhausted, 5xx or
+    /// circuit open. This is what a caller turns into `503` and serving stale data.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
             DcsError::Network { .. }
                 | DcsError::Timeout { .. }
+                | DcsError::DeadlineExceeded { .. }
+                | DcsError::PoolExhausted { .. }
                 | DcsError::Server { .. }
                 | DcsError::CircuitOpen { .. }
         )
@@ -391,6 +422,21 @@ mod tests {
                 },
                 "dcs_circuit_open",
             ),
+            (
+                DcsError::DeadlineExceeded {
+                    deadline: Duration::from_secs(5),
+                    during: "waiting for the response",
+                },
+                "dcs_deadline_exceeded",
+            ),
+            (
+                DcsError::PoolExhausted {
+                    pool: "api calls",
+                    limit: 10,
+                    waited: Duration::from_secs(1),
+                },
+                "dcs_pool_exhausted",
+            ),
             (DcsError::Decode { message: d() }, "dcs_decode"),
             (
                 DcsError::InvalidPath {
@@ -426,5 +472,17 @@ mod tests {
             "DCS rate limited the request (retry after 3s)"
         );
         assert_eq!(all[8].0.status(), Some(502));
+        let deadline = &all[13].0;
+        assert_eq!(
+            deadline.to_string(),
+            "DCS call deadline of 5s exceeded while waiting for the response"
+        );
+        assert!(deadline.is_unavailable() && deadline.is_retryable());
+        let pool = &all[14].0;
+        assert_eq!(
+            pool.to_string(),
+            "DCS connection pool exhausted: all 10 slots for api calls stayed busy for 1s (DCS was not asked)"
+        );
+        assert!(pool.is_unavailable() && pool.is_retryable());
     }
 }

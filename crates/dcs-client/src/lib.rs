@@ -10,6 +10,7 @@ mod config;
 mod error;
 pub mod models;
 mod path;
+mod stats;
 mod transport;
 
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub use models::{
     WebhookSubscriptionCreate, WebhookSubscriptionUpdate,
 };
 pub use path::{AssetPath, encode_query_value, encode_segment};
+pub use stats::DcsStats;
 
 /// Test doubles (feature `test-util`; enable it from `[dev-dependencies]` only).
 #[cfg(any(test, feature = "test-util"))]

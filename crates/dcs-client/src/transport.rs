@@ -40,52 +40,66 @@ pub(crate) enum Kind {
     Download,
 }
 
-/// The timeout phase of waiting for a free connection slot (local queueing, not DCS).
-pub(crate) const PHASE_SLOT: &str = "connection slot";
-/// The timeout phase of an attempt cut short because the call deadline was reached.
-pub(crate) const PHASE_DEADLINE: &str = "call deadline";
+/// The prefix of the `Network` message of a refused connection (nothing listens): such a
+/// failure is not retried, DCS is down and the breaker takes over.
+pub(crate) const REFUSED: &str = "connection refused";
 
-/// Permission to use one of the `max_connections_per_host` connections.
+/// Permission to use one connection: a slot of the API budget or of the stream budget.
 pub(crate) type Slot = OwnedSemaphorePermit;
 
-/// What is left of a call's deadline when an attempt starts.
+/// What is left of a call's deadline when a step starts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Budget {
     /// Time left until the deadline.
     pub(crate) remaining: Duration,
-    /// The whole deadline (`call_deadline`), for the error message.
+    /// The whole deadline (`call_deadline` or `download_deadline`), for the error message.
     pub(crate) total: Duration,
 }
 
 /// How long one step may take, and the error it ends with.
 struct Limit {
     duration: Duration,
+    /// The deadline is nearer than the step's own timeout.
+    by_deadline: bool,
     phase: &'static str,
+    during: &'static str,
     after: Duration,
 }
 
 impl Limit {
     fn elapsed(&self) -> DcsError {
-        DcsError::Timeout {
-            phase: self.phase,
-            after: self.after,
+        if self.by_deadline {
+            DcsError::DeadlineExceeded {
+                deadline: self.after,
+                during: self.during,
+            }
+        } else {
+            DcsError::Timeout {
+                phase: self.phase,
+                after: self.after,
+            }
         }
     }
 }
 
 impl Budget {
-    /// The step's own timeout, or the rest of the deadline when that is shorter.
-    fn limit(self, own: Duration, phase: &'static str) -> Limit {
+    /// The step's own timeout, or the rest of the deadline when that is shorter. `during`
+    /// names the step in a deadline error.
+    fn limit(self, own: Duration, phase: &'static str, during: &'static str) -> Limit {
         if self.remaining < own {
             Limit {
                 duration: self.remaining,
-                phase: PHASE_DEADLINE,
+                by_deadline: true,
+                phase,
+                during,
                 after: self.total,
             }
         } else {
             Limit {
                 duration: own,
+                by_deadline: false,
                 phase,
+                during,
                 after: own,
             }
         }
@@ -224,7 +238,13 @@ type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 pub(crate) struct Transport {
     client: HyperClient,
     base: String,
-    permits: Arc<Semaphore>,
+    /// API (JSON) calls in flight: `max_connections_per_host`.
+    api_permits: Arc<Semaphore>,
+    api_limit: usize,
+    /// Streamed downloads in flight, head to end of body: `max_streams`.
+    stream_permits: Arc<Semaphore>,
+    stream_limit: usize,
+    pool_wait_timeout: Duration,
     api_timeout: Duration,
     download_timeout: Duration,
     download_idle_timeout: Duration,
@@ -237,7 +257,8 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("base", &self.base)
-            .field("available_permits", &self.permits.available_permits())
+            .field("api_in_flight", &self.api_in_flight())
+            .field("streams_in_flight", &self.streams_in_flight())
             .finish_non_exhaustive()
     }
 }
@@ -297,9 +318,10 @@ impl Transport {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let max = cfg.max_connections_per_host.max(1);
+        let api_limit = cfg.max_connections_per_host.max(1);
+        let stream_limit = cfg.max_streams.max(1);
         let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(max)
+            .pool_max_idle_per_host(api_limit + stream_limit)
             // hyper-util reaps idle connections only with both a timer and a timeout.
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)
@@ -312,7 +334,11 @@ impl Transport {
         Ok(Transport {
             client,
             base,
-            permits: Arc::new(Semaphore::new(max)),
+            api_permits: Arc::new(Semaphore::new(api_limit)),
+            api_limit,
+            stream_permits: Arc::new(Semaphore::new(stream_limit)),
+            stream_limit,
+            pool_wait_timeout: cfg.pool_wait_timeout,
             api_timeout: cfg.api_timeout,
             download_timeout: cfg.download_timeout,
             download_idle_timeout: cfg.download_idle_timeout,
@@ -324,6 +350,16 @@ impl Transport {
 
     pub(crate) fn base(&self) -> &str {
         &self.base
+    }
+
+    /// API calls holding a slot now.
+    pub(crate) fn api_in_flight(&self) -> usize {
+        self.api_limit - self.api_permits.available_permits()
+    }
+
+    /// Streamed downloads holding a slot now (head requested, body not yet ended or dropped).
+    pub(crate) fn streams_in_flight(&self) -> usize {
+        self.stream_limit - self.stream_permits.available_permits()
     }
 
     pub(crate) fn url(&self, path: &str, query: Option<&str>) -> String {
@@ -374,19 +410,32 @@ impl Transport {
             })
     }
 
-    /// Waits for a connection slot: at most `max_connections_per_host` requests (and streamed
-    /// bodies) hold one at a time. The wait is local queueing, not DCS being slow, so it has its
-    /// own timeout phase ([`PHASE_SLOT`]) that the caller keeps out of the breaker and retries.
+    /// Waits for a slot of the call's budget: API calls and streamed downloads have separate
+    /// ones, so held streams never block API calls. The wait is local queueing, not DCS being
+    /// slow: after `pool_wait_timeout` it ends with [`DcsError::PoolExhausted`], which the
+    /// caller keeps out of the breaker and retries; the call deadline may cut it shorter.
     pub(crate) async fn acquire_slot(&self, kind: Kind, budget: Budget) -> Result<Slot, DcsError> {
-        let own = match kind {
-            Kind::Api => self.api_timeout,
-            Kind::Download => self.download_timeout,
+        let (permits, pool, limit_count) = match kind {
+            Kind::Api => (&self.api_permits, "api calls", self.api_limit),
+            Kind::Download => (&self.stream_permits, "streams", self.stream_limit),
         };
-        let limit = budget.limit(own, PHASE_SLOT);
-        match tokio::time::timeout(limit.duration, self.permits.clone().acquire_owned()).await {
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let limit = budget.limit(
+            self.pool_wait_timeout,
+            "connection slot",
+            crate::client::WAITING_FOR_SLOT,
+        );
+        match tokio::time::timeout(limit.duration, permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(DcsError::network("connection limiter closed")),
-            Err(_) => Err(limit.elapsed()),
+            Err(_) if limit.by_deadline => Err(limit.elapsed()),
+            Err(_) => Err(DcsError::PoolExhausted {
+                pool,
+                limit: limit_count,
+                waited: self.pool_wait_timeout,
+            }),
         }
     }
 
@@ -405,7 +454,11 @@ impl Transport {
         let started = Instant::now();
         let result = match req.kind {
             Kind::Api => {
-                let limit = budget.limit(self.api_timeout, "request");
+                let limit = budget.limit(
+                    self.api_timeout,
+                    "request",
+                    crate::client::WAITING_FOR_RESPONSE,
+                );
                 let fut = async {
                     let _slot = slot;
                     let resp = self
@@ -457,7 +510,11 @@ impl Transport {
         slot: Slot,
         budget: Budget,
     ) -> Result<Answer, DcsError> {
-        let limit = budget.limit(self.download_timeout, "response head");
+        let limit = budget.limit(
+            self.download_timeout,
+            "response head",
+            crate::client::WAITING_FOR_HEAD,
+        );
         let resp = match tokio::time::timeout(limit.duration, self.client.request(request)).await {
             Ok(r) => r.map_err(|e| self.map_client_error(&e))?,
             Err(_) => return Err(limit.elapsed()),
@@ -511,6 +568,9 @@ impl Transport {
                 phase: "connect",
                 after: self.connect_timeout,
             };
+        }
+        if e.is_connect() && has_io_kind(e, std::io::ErrorKind::ConnectionRefused) {
+            return DcsError::network(format!("{REFUSED}: {}", chain(e)));
         }
         let what = if e.is_connect() { "connect" } else { "request" };
         DcsError::network(format!("{what}: {}", chain(e)))
@@ -624,14 +684,23 @@ mod tests {
             remaining: Duration::from_secs(10),
             total: Duration::from_secs(120),
         };
-        let own = budget.limit(Duration::from_secs(5), "request");
+        let own = budget.limit(
+            Duration::from_secs(5),
+            "request",
+            "waiting for the response",
+        );
         assert_eq!(own.duration, Duration::from_secs(5));
         assert_eq!(own.elapsed().to_string(), "DCS request timed out after 5s");
-        let cut = budget.limit(Duration::from_secs(30), "request");
+        let cut = budget.limit(
+            Duration::from_secs(30),
+            "request",
+            "waiting for the response",
+        );
         assert_eq!(cut.duration, Duration::from_secs(10));
+        assert_eq!(cut.elapsed().code(), "dcs_deadline_exceeded");
         assert_eq!(
             cut.elapsed().to_string(),
-            "DCS call deadline timed out after 120s"
+            "DCS call deadline of 120s exceeded while waiting for the response"
         );
     }
 

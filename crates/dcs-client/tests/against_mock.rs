@@ -108,6 +108,9 @@ fn mock_client_with_clock(
         Credentials::password(MOCK_EMAIL, MOCK_PASSWORD),
     );
     c.retry.base_delay = Duration::from_secs(1);
+    c.retry.max_delay = Duration::from_secs(30);
+    // Backoff on the manual clock counts against the deadline (1 s + 2 s + 4 s).
+    c.call_deadline = Duration::from_secs(60);
     cfg(&mut c);
     DcsClient::with_clock(c, Arc::new(clock.clone())).expect("client")
 }
@@ -605,6 +608,7 @@ async fn breaker_opens_against_a_failing_mock() {
         cfg.breaker = BreakerConfig {
             failure_threshold: 3,
             cool_down: Duration::from_secs(30),
+            max_cool_down: Duration::from_secs(30),
         };
     });
     c.login().await.unwrap();

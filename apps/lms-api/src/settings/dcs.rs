@@ -1,5 +1,7 @@
 //! Dream Central Storage: `DREAM_CENTRAL_STORAGE_*`.
 
+use std::time::Duration;
+
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -28,6 +30,34 @@ pub struct DcsSettings {
     pub api_key: Option<SecretString>,
     /// `DREAM_CENTRAL_STORAGE_WEBHOOK_SECRET`: HMAC key of webhook deliveries.
     pub webhook_secret: SecretString,
+    /// `DREAM_CENTRAL_STORAGE_CALL_DEADLINE_MS`: one API call, retries included (`None`:
+    /// the client's default, as for the fields below).
+    pub call_deadline: Option<Duration>,
+    /// `DREAM_CENTRAL_STORAGE_DOWNLOAD_DEADLINE_MS`: a download up to its response head.
+    pub download_deadline: Option<Duration>,
+    /// `DREAM_CENTRAL_STORAGE_MAX_CONNECTIONS`: API calls in flight.
+    pub max_connections: Option<usize>,
+    /// `DREAM_CENTRAL_STORAGE_MAX_STREAMS`: streamed downloads in flight.
+    pub max_streams: Option<usize>,
+    /// `DREAM_CENTRAL_STORAGE_POOL_WAIT_MS`: longest wait for a free slot.
+    pub pool_wait: Option<Duration>,
+    /// `DREAM_CENTRAL_STORAGE_BREAKER_COOL_DOWN_MS`: first open time of the breaker.
+    pub breaker_cool_down: Option<Duration>,
+    /// `DREAM_CENTRAL_STORAGE_BREAKER_MAX_COOL_DOWN_MS`: longest open time of the breaker.
+    pub breaker_max_cool_down: Option<Duration>,
+}
+
+/// A positive whole number when the variable is set.
+fn optional_positive(env: &mut Reader<'_>, name: &'static str) -> Option<u64> {
+    env.value(name).is_some().then(|| env.positive(name, 1))
+}
+
+fn optional_millis(env: &mut Reader<'_>, name: &'static str) -> Option<Duration> {
+    optional_positive(env, name).map(Duration::from_millis)
+}
+
+fn optional_count(env: &mut Reader<'_>, name: &'static str) -> Option<usize> {
+    optional_positive(env, name).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 pub(super) fn read_dcs(env: &mut Reader<'_>, production: bool) -> DcsSettings {
@@ -83,5 +113,15 @@ pub(super) fn read_dcs(env: &mut Reader<'_>, production: bool) -> DcsSettings {
         password,
         api_key,
         webhook_secret,
+        call_deadline: optional_millis(env, "DREAM_CENTRAL_STORAGE_CALL_DEADLINE_MS"),
+        download_deadline: optional_millis(env, "DREAM_CENTRAL_STORAGE_DOWNLOAD_DEADLINE_MS"),
+        max_connections: optional_count(env, "DREAM_CENTRAL_STORAGE_MAX_CONNECTIONS"),
+        max_streams: optional_count(env, "DREAM_CENTRAL_STORAGE_MAX_STREAMS"),
+        pool_wait: optional_millis(env, "DREAM_CENTRAL_STORAGE_POOL_WAIT_MS"),
+        breaker_cool_down: optional_millis(env, "DREAM_CENTRAL_STORAGE_BREAKER_COOL_DOWN_MS"),
+        breaker_max_cool_down: optional_millis(
+            env,
+            "DREAM_CENTRAL_STORAGE_BREAKER_MAX_COOL_DOWN_MS",
+        ),
     }
 }

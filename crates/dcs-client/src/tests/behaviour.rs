@@ -334,6 +334,9 @@ async fn concurrent_callers_share_one_failed_login() {
                 {
                     std::thread::sleep(Duration::from_millis(1));
                 }
+                // The last callers counted themselves but may still be on their way to the
+                // lock on another worker thread: give them a moment to queue.
+                std::thread::sleep(Duration::from_millis(20));
                 body.as_bytes().to_vec()
             })
             .create_async()
@@ -654,14 +657,20 @@ async fn jittered_backoff_stays_within_bounds() {
 }
 
 #[tokio::test]
-async fn connection_refused_is_retried_as_a_network_error() {
+async fn connection_refused_fails_fast_without_retries() {
     let addr = closed_port().await;
     let clock = ManualClock::starting_at(t0());
     let c = api_key_client(&format!("http://{addr}"), &clock);
+    let started = std::time::Instant::now();
     let err = c.get_book(1).await.unwrap_err();
     assert_code(&err, "dcs_network");
+    assert!(err.to_string().contains("connection refused"), "{err}");
     assert!(err.is_unavailable());
-    assert_eq!(clock.sleeps(), vec![secs(1), secs(2), secs(4)]);
+    assert!(
+        clock.sleeps().is_empty(),
+        "nothing listens: no backoff ladder"
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
 }
 
 #[tokio::test]
@@ -921,6 +930,8 @@ fn breaker_client(url: &str, clock: &ManualClock) -> crate::DcsClient {
     cfg.breaker = BreakerConfig {
         failure_threshold: 3,
         cool_down: secs(30),
+        // A fixed open time: these tests pin the probe cycle, not the growth.
+        max_cool_down: secs(30),
     };
     client(cfg, clock)
 }
@@ -1192,16 +1203,18 @@ async fn streamed_bodies_hold_a_connection_slot() {
         .create_async()
         .await;
     let mut cfg = test_config(&server.url(), Credentials::api_key(API_KEY));
-    cfg.max_connections_per_host = 2;
-    cfg.download_timeout = Duration::from_millis(200);
+    cfg.max_streams = 2;
+    cfg.pool_wait_timeout = Duration::from_millis(200);
     cfg.retry = RetryConfig::disabled();
     let c = client(cfg, &clock);
     let a = c.publisher_logo(1).await.unwrap();
     let b = c.publisher_logo(1).await.unwrap();
-    // Both slots are held by unread bodies: a third request waits and times out.
+    assert_eq!(c.stats().streams_in_flight, 2);
+    // Both stream slots are held by unread bodies: a third stream waits and gives up.
     let err = c.publisher_logo(1).await.unwrap_err();
-    assert_code(&err, "dcs_timeout");
-    assert!(err.to_string().contains("connection slot"), "{err}");
+    assert_code(&err, "dcs_pool_exhausted");
+    assert!(err.to_string().contains("all 2 slots for streams"), "{err}");
+    assert_eq!(c.stats().pool_exhausted, 1);
     // Reading one body to the end frees its slot.
     assert_eq!(a.bytes().await.unwrap().len(), 64 * 1024);
     let c3 = c.publisher_logo(1).await.unwrap();
@@ -1211,43 +1224,53 @@ async fn streamed_bodies_hold_a_connection_slot() {
 }
 
 #[tokio::test]
-async fn waiting_for_a_connection_slot_is_not_a_dcs_failure() {
+async fn waiting_for_a_connection_slot_is_not_a_dcs_failure_and_streams_do_not_block_api_calls() {
     let mut server = mockito::Server::new_async().await;
     let clock = ManualClock::starting_at(t0());
-    server
+    let logos = server
         .mock("GET", "/publishers/1/logo")
         .with_header("content-type", "image/png")
         .with_body(vec![7u8; 64 * 1024])
+        .expect(2)
         .create_async()
         .await;
     let books = server
         .mock("GET", "/books/1")
-        .expect(0)
+        .with_body(book_json(1, "published").to_string())
+        .expect(1)
         .create_async()
         .await;
     let mut cfg = test_config(&server.url(), Credentials::api_key(API_KEY));
     cfg.max_connections_per_host = 1;
-    cfg.api_timeout = Duration::from_millis(100);
+    cfg.max_streams = 1;
+    cfg.pool_wait_timeout = Duration::from_millis(100);
     cfg.breaker = BreakerConfig {
         failure_threshold: 1,
         cool_down: secs(30),
+        max_cool_down: secs(30),
     };
     let c = client(cfg, &clock);
-    // An unread download holds the only slot.
+    // An unread download holds the only stream slot.
     let held = c.publisher_logo(1).await.unwrap();
-    let err = c.get_book(1).await.unwrap_err();
-    assert_code(&err, "dcs_timeout");
-    assert!(err.to_string().contains("connection slot"), "{err}");
+    let err = c.publisher_logo(1).await.unwrap_err();
+    assert_code(&err, "dcs_pool_exhausted");
+    assert!(err.is_unavailable());
     assert!(clock.sleeps().is_empty(), "local queueing is not retried");
     assert_eq!(
         c.breaker_state(),
         BreakerState::Closed { failures: 0 },
         "DCS was never asked, so the breaker did not count it"
     );
+    // The API budget is separate: the held stream does not block a JSON call.
+    c.get_book(1).await.unwrap();
     books.assert_async().await;
     drop(held);
     // The slot is free again.
     c.publisher_logo(1).await.unwrap();
+    logos.assert_async().await;
+    let stats = c.stats();
+    assert_eq!(stats.pool_exhausted, 1);
+    assert_eq!(stats.deadline_exceeded, 0);
 }
 
 #[tokio::test]
@@ -1264,9 +1287,14 @@ async fn an_attempt_gets_only_what_is_left_of_the_call_deadline() {
     let c = client(cfg, &clock);
     let started = std::time::Instant::now();
     let err = c.get_book(1).await.unwrap_err();
-    assert_code(&err, "dcs_timeout");
-    assert!(err.to_string().contains("call deadline"), "{err}");
+    assert_code(&err, "dcs_deadline_exceeded");
+    assert_eq!(
+        err.to_string(),
+        "DCS call deadline of 150ms exceeded while waiting for the response"
+    );
+    assert!(err.is_unavailable());
     assert!(started.elapsed() < secs(2), "{:?}", started.elapsed());
+    assert_eq!(c.stats().deadline_exceeded, 1);
     assert!(clock.sleeps().is_empty(), "no retry past the deadline");
     assert_eq!(conns.load(Ordering::SeqCst), 1);
 }

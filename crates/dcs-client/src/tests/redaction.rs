@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -137,4 +138,74 @@ fn sample_webhooks() -> String {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     v["response"]["json"].to_string()
+}
+
+/// Pool exhaustion and deadline expiry are logged at WARN with their cause, counted, and the
+/// log carries no secret.
+#[tokio::test]
+async fn protective_failures_are_logged_with_their_cause_and_counted() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // Logos start a body and stall; books never answer.
+    let (addr, _) = raw_server(|_, mut s| async move {
+        let Some(head) = read_request(&mut s).await else {
+            return;
+        };
+        if head.contains("/logo") {
+            write_all(
+                &mut s,
+                "HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: 100\r\n\r\n0123456789",
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    })
+    .await;
+    let clock = ManualClock::starting_at(t0());
+    let mut cfg = test_config(&format!("http://{addr}"), Credentials::api_key(API_KEY));
+    cfg.call_deadline = Duration::from_millis(150);
+    cfg.max_streams = 1;
+    cfg.pool_wait_timeout = Duration::from_millis(100);
+    let c = DcsClient::with_clock(cfg, Arc::new(clock.clone())).unwrap();
+
+    let deadline = c.get_book(1).await.unwrap_err();
+    assert_code(&deadline, "dcs_deadline_exceeded");
+    let held = c.publisher_logo(1).await.unwrap();
+    let exhausted = c.publisher_logo(1).await.unwrap_err();
+    assert_code(&exhausted, "dcs_pool_exhausted");
+    drop(held);
+
+    let stats = c.stats();
+    assert_eq!(
+        (
+            stats.deadline_exceeded,
+            stats.pool_exhausted,
+            stats.breaker_open_rejections
+        ),
+        (1, 1, 0)
+    );
+    let text = capture.text();
+    assert!(text.contains("WARN"), "{text}");
+    assert!(
+        text.contains(
+            "DCS call failed: DCS call deadline of 150ms exceeded while waiting for the response"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("code=\"dcs_deadline_exceeded\""), "{text}");
+    assert!(text.contains("path=/books/1"), "{text}");
+    assert!(
+        text.contains(
+            "DCS connection pool exhausted: all 1 slots for streams stayed busy for 100ms"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("code=\"dcs_pool_exhausted\""), "{text}");
+    assert!(!text.contains(API_KEY), "{text}");
 }

@@ -50,18 +50,23 @@ pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// A config for tests: deterministic backoff (1 s, 2 s, 4 s on the manual clock), short
-/// real timeouts.
+/// A config for tests: deterministic backoff (1 s, 2 s, 4 s on the manual clock) within a
+/// long call deadline (on the manual clock too), short real timeouts.
 pub(crate) fn test_config(base_url: &str, credentials: Credentials) -> DcsConfig {
     let mut cfg = DcsConfig::new(base_url, credentials);
     cfg.retry = RetryConfig {
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(30),
         jitter: Jitter::None,
         ..RetryConfig::default()
     };
     cfg.breaker = BreakerConfig {
         failure_threshold: 50,
         cool_down: Duration::from_secs(30),
+        max_cool_down: Duration::from_secs(30),
     };
+    cfg.call_deadline = Duration::from_secs(120);
+    cfg.download_deadline = Duration::from_secs(120);
     cfg.api_timeout = Duration::from_secs(5);
     cfg.download_timeout = Duration::from_secs(5);
     cfg.download_idle_timeout = Duration::from_secs(5);
