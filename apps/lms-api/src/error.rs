@@ -270,6 +270,11 @@ impl ResponseError for ApiError {
         for (name, value) in &self.headers {
             response.insert_header((name.clone(), value.clone()));
         }
+        // A request not read in full leaves unread bytes on the connection: it cannot be
+        // reused.
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            response.force_close();
+        }
         response.json(self.body())
     }
 }

@@ -1,0 +1,285 @@
+//! Slow and greedy clients against a real server on a loopback socket: stalled bodies, held
+//! connections, readers that stop reading, too many streams from one client; and the
+//! correctness details of the same probe (book list 404, `nbf`, `nosniff`, HTML covers).
+//! Every wait is bounded.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use lms_api::AppState;
+use lms_api::auth::Role;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{TestDatabase, token};
+
+/// A server as `serve` runs it, on an ephemeral loopback port.
+struct Running {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    state: AppState,
+}
+
+impl Running {
+    async fn start(state: AppState) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let server = lms_api::cli::http_server(state.clone(), listener).expect("server");
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self {
+            addr,
+            handle,
+            state,
+        }
+    }
+
+    async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+
+    /// One request on a fresh connection (`Connection: close`); the whole answer as text and
+    /// how long it took. Fails the test after 10 s.
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (String, Duration) {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        let mut head =
+            format!("{method} {path} HTTP/1.1\r\nHost: lms.test\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let answer = read_to_close(&mut stream, Duration::from_secs(10))
+            .await
+            .expect("answer before the connection closes");
+        (
+            String::from_utf8_lossy(&answer).into_owned(),
+            started.elapsed(),
+        )
+    }
+
+    async fn metrics(&self) -> String {
+        self.request("GET", "/metrics", &[]).await.0
+    }
+}
+
+/// Reads until the peer closes; `None` when it is still open after `limit`.
+async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) => return Some(answer),
+            Ok(Ok(n)) => answer.extend_from_slice(&buffer[..n]),
+            // A reset after the answer is a close too.
+            Ok(Err(_)) => return Some(answer),
+            Err(_) => {
+                eprintln!(
+                    "still open after {limit:?}; received: {:?}",
+                    String::from_utf8_lossy(&answer)
+                );
+                return None;
+            }
+        }
+    }
+}
+
+fn status_of(answer: &str) -> u16 {
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"))
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn sqlite() -> TestDatabase {
+    TestDatabase::open(crate::support::Engine::Sqlite)
+        .await
+        .expect("SQLite is always available")
+}
+
+// ----- 1. request bodies and held connections ------------------------------------------------
+
+#[actix_web::test]
+async fn a_stalled_body_is_answered_408_and_closed_within_the_body_timeout() {
+    let db = sqlite().await;
+    let mut settings = db.settings();
+    settings.guards.body_read_timeout = Duration::from_millis(400);
+    settings.guards.client_disconnect_timeout = Duration::from_secs(1);
+    let server = Running::start(AppState::new(settings, db.db.clone()).expect("state")).await;
+
+    // Half of the declared body, then nothing.
+    let started = Instant::now();
+    let mut stalled = TcpStream::connect(server.addr).await.expect("connect");
+    stalled
+        .write_all(
+            b"POST /api/v1/webhooks/dream-storage HTTP/1.1\r\nHost: lms.test\r\n\
+              Content-Type: application/json\r\nX-Webhook-Signature: sha256=00\r\n\
+              Content-Length: 100\r\n\r\n{\"event\":\"book.updated\",\"data\":{",
+        )
+        .await
+        .expect("write half a body");
+
+    // Meanwhile the server answers others at once.
+    let (health, took) = server.request("GET", "/health", &[]).await;
+    assert_eq!(status_of(&health), 200, "{health}");
+    assert!(took < Duration::from_secs(1), "/health took {took:?}");
+
+    let answer = read_to_close(&mut stalled, Duration::from_secs(5))
+        .await
+        .expect("the stalled connection is closed by the server");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(2), "closed after {elapsed:?}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), 408, "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    assert!(
+        elapsed >= Duration::from_millis(350),
+        "closed after {elapsed:?}"
+    );
+
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric(&metrics, "lms_body_read_timeouts_total"),
+        1.0,
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_body_that_arrives_in_time_is_read() {
+    let db = sqlite().await;
+    let mut settings = db.settings();
+    settings.guards.body_read_timeout = Duration::from_millis(400);
+    let server = Running::start(AppState::new(settings, db.db.clone()).expect("state")).await;
+
+    // A slow but steady body: well within the timeout, so the webhook route judges it (401,
+    // not 408).
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(
+            b"POST /api/v1/webhooks/dream-storage HTTP/1.1\r\nHost: lms.test\r\nConnection: close\r\n\
+              X-Webhook-Signature: sha256=00\r\nContent-Length: 4\r\n\r\n{}",
+        )
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.write_all(b"  ").await.expect("write the rest");
+    let answer = read_to_close(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), 401, "{answer}");
+    assert_eq!(
+        metric(&server.metrics().await, "lms_body_read_timeouts_total"),
+        0.0
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn held_connections_without_a_request_are_closed() {
+    let db = sqlite().await;
+    let mut settings = db.settings();
+    settings.guards.client_request_timeout = Duration::from_millis(300);
+    let server = Running::start(AppState::new(settings, db.db.clone()).expect("state")).await;
+
+    // Twenty sockets that send nothing, and twenty that send half a request head.
+    let mut held = Vec::new();
+    for i in 0..40 {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        if i % 2 == 1 {
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: lm")
+                .await
+                .expect("write");
+        }
+        held.push(stream);
+    }
+    let (health, took) = server.request("GET", "/health", &[]).await;
+    assert_eq!(status_of(&health), 200);
+    assert!(took < Duration::from_secs(1), "/health took {took:?}");
+
+    let started = Instant::now();
+    for stream in &mut held {
+        assert!(
+            read_to_close(stream, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "a held connection is still open after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+}
+
+#[test]
+fn guard_variables_are_read_and_checked() {
+    let settings = crate::support::settings_from(&[
+        ("LMS_BODY_READ_TIMEOUT", "3"),
+        ("LMS_MAX_CONNECTIONS", "50"),
+        ("LMS_CLIENT_REQUEST_TIMEOUT", "1500ms"),
+        ("LMS_CLIENT_DISCONNECT_TIMEOUT", "1"),
+        ("LMS_STREAM_IDLE_TIMEOUT", "20"),
+        ("LMS_MAX_STREAMS_PER_CLIENT", "4"),
+        ("DCS_WEBHOOK_RECHECK_INTERVAL", "60"),
+    ])
+    .expect("valid");
+    let g = &settings.guards;
+    assert_eq!(g.body_read_timeout, Duration::from_secs(3));
+    assert_eq!(g.max_connections, 50);
+    assert_eq!(g.client_request_timeout, Duration::from_millis(1500));
+    assert_eq!(g.client_disconnect_timeout, Duration::from_secs(1));
+    assert_eq!(g.stream_idle_timeout, Duration::from_secs(20));
+    assert_eq!(g.max_streams_per_client, 4);
+    assert_eq!(g.webhook_recheck_interval, Duration::from_secs(60));
+
+    let defaults = crate::support::settings_from(&[]).expect("valid").guards;
+    assert_eq!(defaults.body_read_timeout, Duration::from_secs(10));
+    assert_eq!(defaults.max_connections, 1024);
+    assert_eq!(defaults.stream_idle_timeout, Duration::from_secs(30));
+    assert_eq!(defaults.max_streams_per_client, 8);
+    assert_eq!(defaults.webhook_recheck_interval, Duration::from_secs(900));
+
+    let err = crate::support::settings_from(&[
+        ("LMS_BODY_READ_TIMEOUT", "0"),
+        ("LMS_MAX_STREAMS_PER_CLIENT", "many"),
+        ("LMS_STREAM_IDLE_TIMEOUT", "5 minutes"),
+    ])
+    .expect_err("invalid")
+    .to_string();
+    for name in [
+        "LMS_BODY_READ_TIMEOUT",
+        "LMS_MAX_STREAMS_PER_CLIENT",
+        "LMS_STREAM_IDLE_TIMEOUT",
+    ] {
+        assert!(err.contains(name), "{err}");
+    }
+}
+
+#[allow(dead_code)]
+fn bearer(role: Role) -> String {
+    format!("Bearer {}", token(role))
+}
