@@ -20,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AdminOnly, AuthUser, RequireRole, Role};
 use crate::error::{ApiError, ErrorBody};
+use crate::guards::{Guards, StreamSlot, client_key};
 use crate::object_storage::FILES_ROUTE;
 use crate::state::AppState;
 
@@ -272,7 +273,23 @@ fn raw_asset_path<'r>(req: &'r HttpRequest, route: &str) -> &'r str {
         .map_or("", |at| &path[at + marker.len()..])
 }
 
-fn body_response(body: AssetBody, cache_control: &str) -> HttpResponse {
+/// The caller's stream slot: by token subject when the request carries a valid bearer token,
+/// else by remote IP (signed URLs).
+fn asset_stream_slot(req: &HttpRequest, state: &AppState) -> Result<StreamSlot, ApiError> {
+    let subject = req
+        .headers()
+        .contains_key(header::AUTHORIZATION)
+        .then(|| AuthUser::from_http_request(req).ok().map(|user| user.sub))
+        .flatten();
+    state.guards.stream_slot(client_key(req, subject))
+}
+
+fn body_response(
+    body: AssetBody,
+    cache_control: &str,
+    guards: &Guards,
+    slot: StreamSlot,
+) -> HttpResponse {
     let mut response = HttpResponse::build(if body.range.is_some() {
         StatusCode::PARTIAL_CONTENT
     } else {
@@ -293,7 +310,7 @@ fn body_response(body: AssetBody, cache_control: &str) -> HttpResponse {
         response.insert_header((header::CONTENT_RANGE, r.content_range(body.size)));
     }
     let len = body.len();
-    response.body(SizedStream::new(len, body.body))
+    response.body(SizedStream::new(len, guards.guard_stream(body.body, slot)))
 }
 
 fn not_modified(etag: Option<String>, cache_control: &str) -> HttpResponse {
@@ -324,6 +341,8 @@ async fn stream_asset(
     route: &str,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = asset_viewer(&req, &state)?;
+    // Taken before the upstream is opened, so a refused request opens nothing.
+    let slot = asset_stream_slot(&req, &state)?;
     let request = AssetRequest {
         range: header_str(&req, header::RANGE),
         if_range: header_str(&req, header::IF_RANGE),
@@ -336,7 +355,7 @@ async fn stream_asset(
         .open_asset(&viewer, id, raw_asset_path(&req, route), &request)
         .await?
     {
-        AssetAnswer::Body(body) => Ok(body_response(body, cache_control)),
+        AssetAnswer::Body(body) => Ok(body_response(body, cache_control, &state.guards, slot)),
         AssetAnswer::NotModified { etag } => Ok(not_modified(etag, cache_control)),
         AssetAnswer::RangeNotSatisfiable { size } => Err(unsatisfiable(size)),
     }
@@ -359,6 +378,7 @@ async fn stream_asset(
         (status = 403, description = "A signed URL that is expired or altered", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 416, description = "`Content-Range: bytes */N`", body = ErrorBody),
+        (status = 429, description = "The caller has `LMS_MAX_STREAMS_PER_CLIENT` downloads open (`too_many_requests`, `Retry-After`)", body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
 )]
@@ -389,6 +409,7 @@ pub async fn book_asset(
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 416, body = ErrorBody),
+        (status = 429, description = "Too many downloads open (`too_many_requests`, `Retry-After`)", body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
 )]
@@ -454,6 +475,7 @@ fn file_error(error: storage::StorageError) -> ApiError {
         (status = 403, description = "Expired or altered URL", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 416, body = ErrorBody),
+        (status = 429, description = "Too many downloads open from this address (`too_many_requests`, `Retry-After`)", body = ErrorBody),
     )
 )]
 #[get("/files/{bucket}/{key:.+}")]
@@ -484,6 +506,7 @@ pub async fn signed_file(
     let store = storage
         .store_for_bucket(&verified.bucket)
         .ok_or_else(|| ApiError::not_found("File not found"))?;
+    let slot = state.guards.stream_slot(client_key(&req, None))?;
     let spec = header_str(&req, header::RANGE).and_then(range::parse_range);
     let if_range = header_str(&req, header::IF_RANGE);
     let mut result = match store.get(&verified.key, spec).await {
@@ -539,6 +562,8 @@ pub async fn signed_file(
             body: result.body,
         },
         cache_control,
+        &state.guards,
+        slot,
     );
     if let Some(disposition) = verified.response_content_disposition
         && let Ok(value) = HeaderValue::from_str(&disposition)

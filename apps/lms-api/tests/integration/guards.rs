@@ -4,35 +4,36 @@
 //! Every wait is bounded.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
+use bytes::Bytes;
+use cache::{Cache, CacheConfig};
+use dcs_mock::{MockConfig, MockDcs, NewBook};
 use lms_api::AppState;
 use lms_api::auth::Role;
+use lms_api::services::Services;
+use lms_api::settings::GuardSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{TestDatabase, token};
+use crate::support::{TestDatabase, test_dcs_client, token};
 
 /// A server as `serve` runs it, on an ephemeral loopback port.
 struct Running {
     addr: SocketAddr,
     handle: ServerHandle,
-    state: AppState,
 }
 
 impl Running {
     async fn start(state: AppState) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
-        let server = lms_api::cli::http_server(state.clone(), listener).expect("server");
+        let server = lms_api::cli::http_server(state, listener).expect("server");
         let handle = server.handle();
         actix_web::rt::spawn(server);
-        Self {
-            addr,
-            handle,
-            state,
-        }
+        Self { addr, handle }
     }
 
     async fn stop(self) {
@@ -279,7 +280,254 @@ fn guard_variables_are_read_and_checked() {
     }
 }
 
-#[allow(dead_code)]
-fn bearer(role: Role) -> String {
-    format!("Bearer {}", token(role))
+// ----- 2. streamed answers --------------------------------------------------------------------
+
+const BIG_COVER_BYTES: usize = 24 << 20;
+
+/// A fake DCS with a book whose cover is 24 MiB (more than loopback socket buffers hold), and
+/// one whose "cover" is an HTML page; their ids.
+async fn dcs_with_covers() -> (MockDcs, i64, i64) {
+    let dcs = MockDcs::start(MockConfig::default())
+        .await
+        .expect("fake DCS");
+    let mut big = b"\x89PNG\r\n\x1a\n".to_vec();
+    big.resize(BIG_COVER_BYTES, 7);
+    let big = dcs
+        .add_book(NewBook {
+            book_cover: Some("big.png".to_owned()),
+            files: vec![("images/big.png".to_owned(), Bytes::from(big))],
+            ..NewBook::new("Dream Press", "BIGCOVER")
+        })
+        .expect("book with a big cover");
+    let html = dcs
+        .add_book(NewBook {
+            book_cover: Some("cover.png".to_owned()),
+            files: vec![(
+                "images/cover.png".to_owned(),
+                Bytes::from_static(
+                    b"\n  <!DOCTYPE html><html><script>alert(document.cookie)</script></html>",
+                ),
+            )],
+            ..NewBook::new("Dream Press", "HTMLCOVER")
+        })
+        .expect("book with an HTML cover");
+    (dcs, big.id, html.id)
+}
+
+fn state_over(
+    db: &TestDatabase,
+    dcs: &MockDcs,
+    guards: impl FnOnce(&mut GuardSettings),
+) -> AppState {
+    let mut settings = db.settings();
+    settings.dcs.url = dcs.base_url().parse().expect("fake DCS URL");
+    guards(&mut settings.guards);
+    let client = Arc::new(test_dcs_client(dcs.base_url(), 1000));
+    let services =
+        Services::new(&settings, client, Cache::new(CacheConfig::default())).expect("services");
+    AppState::with_services(settings, db.db.clone(), services)
+}
+
+/// Sends a GET and reads only the answer's head; the body is left unread.
+async fn open_download(addr: SocketAddr, path: &str, bearer: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let head =
+        format!("GET {path} HTTP/1.1\r\nHost: lms.test\r\nAuthorization: Bearer {bearer}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !received.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut byte).await.expect("read head");
+            assert!(
+                n > 0,
+                "closed before the head: {:?}",
+                String::from_utf8_lossy(&received)
+            );
+            received.push(byte[0]);
+        }
+    })
+    .await
+    .expect("answer head within 5 s");
+    (stream, String::from_utf8_lossy(&received).into_owned())
+}
+
+#[actix_web::test]
+async fn a_client_beyond_its_stream_cap_gets_429_and_others_are_served() {
+    let db = sqlite().await;
+    let (dcs, big, _) = dcs_with_covers().await;
+    let server = Running::start(state_over(&db, &dcs, |g| {
+        g.max_streams_per_client = 2;
+        g.stream_idle_timeout = Duration::from_secs(20);
+    }))
+    .await;
+    let cover = format!("/api/v1/books/{big}/cover");
+    let greedy = token(Role::Student);
+
+    // Two covers held open without reading.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (stream, head) = open_download(server.addr, &cover, &greedy).await;
+        assert_eq!(status_of(&head), 200, "{head}");
+        assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+        held.push(stream);
+    }
+
+    // The third is refused at once, with Retry-After and the JSON body.
+    let (answer, took) = server
+        .request(
+            "GET",
+            &cover,
+            &[("Authorization", &format!("Bearer {greedy}"))],
+        )
+        .await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 5"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("\"code\":\"too_many_requests\""),
+        "{answer}"
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // Another user, and an unrelated uncached catalog read, are served meanwhile.
+    let (answer, took) = server
+        .request(
+            "GET",
+            &cover,
+            &[("Authorization", &format!("Bearer {}", token(Role::Student)))],
+        )
+        .await;
+    assert_eq!(status_of(&answer), 200);
+    assert!(
+        answer.len() > BIG_COVER_BYTES,
+        "the whole cover: {} bytes",
+        answer.len()
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let (answer, took) = server
+        .request(
+            "GET",
+            "/api/v1/publishers/1",
+            &[("Authorization", &format!("Bearer {greedy}"))],
+        )
+        .await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric(&metrics, "lms_stream_rejections_total"),
+        1.0,
+        "{metrics}"
+    );
+
+    // Hanging up gives the slots back.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (stream, head) = open_download(server.addr, &cover, &greedy).await;
+        drop(stream);
+        if status_of(&head) == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots not given back: {head}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+    dcs.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_reader_who_stops_reading_is_dropped_after_the_idle_timeout() {
+    let db = sqlite().await;
+    let (dcs, big, _) = dcs_with_covers().await;
+    let server = Running::start(state_over(&db, &dcs, |g| {
+        g.max_streams_per_client = 1;
+        g.stream_idle_timeout = Duration::from_millis(500);
+    }))
+    .await;
+    let cover = format!("/api/v1/books/{big}/cover");
+    let bearer = token(Role::Teacher);
+
+    let started = Instant::now();
+    let (mut stalled, head) = open_download(server.addr, &cover, &bearer).await;
+    assert_eq!(status_of(&head), 200, "{head}");
+
+    // The idle timeout ends the stream and frees the upstream and the client's slot: the same
+    // client can download again (its cap is 1).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = server.metrics().await;
+        if metric(&metrics, "lms_stream_idle_timeouts_total") >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no idle timeout after 5 s: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
+    let (answer, _) = server
+        .request(
+            "GET",
+            &cover,
+            &[("Authorization", &format!("Bearer {bearer}"))],
+        )
+        .await;
+    assert_eq!(status_of(&answer), 200, "the slot was given back");
+    assert!(answer.len() > BIG_COVER_BYTES);
+
+    // The stalled reader gets less than the cover, then the connection ends.
+    let rest = read_to_close(&mut stalled, Duration::from_secs(5))
+        .await
+        .expect("the stalled download is closed");
+    assert!(rest.len() < BIG_COVER_BYTES, "{} bytes", rest.len());
+    server.stop().await;
+    dcs.shutdown().await;
+}
+
+// ----- 3. correctness details ------------------------------------------------------------------
+
+#[actix_web::test]
+async fn covers_and_logos_say_nosniff_and_an_html_cover_is_not_served() {
+    let db = sqlite().await;
+    let (dcs, _, html) = dcs_with_covers().await;
+    let server = Running::start(state_over(&db, &dcs, |_| {})).await;
+    let bearer = format!("Bearer {}", token(Role::Student));
+
+    for path in ["/api/v1/books/1/cover", "/api/v1/publishers/1/logo"] {
+        let (answer, _) = server
+            .request("GET", path, &[("Authorization", &bearer)])
+            .await;
+        assert_eq!(status_of(&answer), 200, "{path}");
+        assert!(
+            answer.contains("x-content-type-options: nosniff"),
+            "{path}: {}",
+            &answer[..answer.find("\r\n\r\n").unwrap_or(answer.len())]
+        );
+    }
+
+    let (answer, _) = server
+        .request(
+            "GET",
+            &format!("/api/v1/books/{html}/cover"),
+            &[("Authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(status_of(&answer), 502, "{answer}");
+    assert!(
+        answer.contains("\"code\":\"content_storage_error\""),
+        "{answer}"
+    );
+    assert!(!answer.contains("<script>"), "{answer}");
+    server.stop().await;
+    dcs.shutdown().await;
 }
