@@ -531,3 +531,56 @@ async fn covers_and_logos_say_nosniff_and_an_html_cover_is_not_served() {
     server.stop().await;
     dcs.shutdown().await;
 }
+
+#[actix_web::test]
+async fn a_dcs_404_on_the_book_list_is_404_book_not_found() {
+    let db = sqlite().await;
+    let (dcs, _, _) = dcs_with_covers().await;
+    let server = Running::start(state_over(&db, &dcs, |_| {})).await;
+    dcs.inject("GET /books/", dcs_mock::Fault::Status(404), None);
+    let bearer = format!("Bearer {}", token(Role::Student));
+    for path in ["/api/v1/books", "/api/v1/books?limit=5&skip=1"] {
+        let (answer, _) = server
+            .request("GET", path, &[("Authorization", &bearer)])
+            .await;
+        assert_eq!(status_of(&answer), 404, "{path}: {answer}");
+        assert!(answer.contains("\"detail\":\"Book not found\""), "{answer}");
+        assert!(answer.contains("\"code\":\"not_found\""), "{answer}");
+    }
+    server.stop().await;
+    dcs.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_token_not_yet_valid_is_refused_like_an_expired_one() {
+    let (_db, state) = crate::support::sqlite_app_state().await;
+    let app = actix_web::test::init_service(lms_api::create_app(state)).await;
+    let now = chrono::Utc::now().timestamp();
+    let sign = |nbf: i64| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({
+                "sub": uuid::Uuid::new_v4(), "role": "admin",
+                "iat": now, "exp": now + 3600, "nbf": nbf,
+            }),
+            &jsonwebtoken::EncodingKey::from_secret(crate::support::TEST_JWT_SECRET.as_bytes()),
+        )
+        .expect("sign")
+    };
+    for (nbf, status) in [(now + 600, 401), (now - 10, 200)] {
+        let response = actix_web::test::call_service(
+            &app,
+            actix_web::test::TestRequest::get()
+                .uri("/api/v1/auth/me")
+                .insert_header(("Authorization", format!("Bearer {}", sign(nbf))))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status().as_u16(), status, "nbf {nbf} (now {now})");
+        if status == 401 {
+            assert!(response.headers().contains_key("www-authenticate"));
+            let body = crate::support::json_body(response).await;
+            assert_eq!(body["code"], "invalid_token", "{body}");
+        }
+    }
+}
