@@ -166,8 +166,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         &state.settings.cache,
     );
     // In the background: start-up does not wait for DCS.
-    let _webhook_registration =
-        crate::webhooks::startup_registration::start(state.webhook_registrar("startup"));
+    let _webhook_registration = crate::webhooks::startup_registration::start(
+        state.webhook_registrar("startup"),
+        state.settings.guards.webhook_recheck_interval,
+    );
 
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;

@@ -584,3 +584,58 @@ async fn a_token_not_yet_valid_is_refused_like_an_expired_one() {
         }
     }
 }
+
+#[actix_web::test]
+async fn the_webhook_subscription_is_rechecked_and_restored() {
+    use dcs_client::WebhookSubscriptionUpdate;
+
+    let database = sqlite().await;
+    let crate::webhooks::Fixture { dcs: _dcs, state } = crate::webhooks::fixture(&database).await;
+    let dcs = state.services.dcs.clone();
+    let task = lms_api::webhooks::startup_registration::start_with(
+        state.webhook_registrar("startup"),
+        domain::webhook_registration::StartupRetry {
+            max_attempts: 3,
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        },
+        Duration::from_millis(200),
+    );
+    let wait_for = |what: &'static str, check: fn(&[dcs_client::WebhookSubscription]) -> bool| {
+        let dcs = dcs.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let listed = dcs.list_webhooks().await.expect("list");
+                if check(&listed) {
+                    return listed;
+                }
+                assert!(Instant::now() < deadline, "{what}: {listed:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let listed = wait_for("registered at start", |l| l.len() == 1 && l[0].is_active).await;
+
+    // DCS loses it: it is created again.
+    dcs.delete_webhook(listed[0].id).await.expect("delete");
+    assert!(dcs.list_webhooks().await.expect("list").is_empty());
+    let listed = wait_for("re-created", |l| l.len() == 1 && l[0].is_active).await;
+
+    // DCS deactivates it: it is activated again.
+    dcs.update_webhook(
+        listed[0].id,
+        &WebhookSubscriptionUpdate {
+            is_active: Some(false),
+            ..WebhookSubscriptionUpdate::default()
+        },
+    )
+    .await
+    .expect("deactivate");
+    let again = wait_for("re-activated", |l| l.len() == 1 && l[0].is_active).await;
+    assert_eq!(
+        again[0].id, listed[0].id,
+        "updated in place, not duplicated"
+    );
+    drop(task);
+}
