@@ -52,6 +52,9 @@ pub struct ApiError {
     fields: Map<String, Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
     source: Option<BoxedSource>,
+    /// Why an upstream was unavailable (`dcs_timeout`, `dcs_circuit_open`, ...), counted in
+    /// `lms_upstream_unavailable_total`.
+    upstream_cause: Option<&'static str>,
 }
 
 impl ApiError {
@@ -68,6 +71,7 @@ impl ApiError {
             fields: Map::new(),
             headers: Vec::new(),
             source: None,
+            upstream_cause: None,
         }
     }
 
@@ -97,6 +101,17 @@ impl ApiError {
     /// An error with a code of the table and its fixed message.
     pub fn from_code(code: Code) -> Self {
         Self::from_problem(Problem::new(code))
+    }
+
+    /// The same error, saying why an upstream was unavailable (logged and counted).
+    pub fn with_upstream_cause(mut self, cause: &'static str) -> Self {
+        self.upstream_cause = Some(cause);
+        self
+    }
+
+    /// Why an upstream was unavailable, when that is what this error is.
+    pub fn upstream_cause(&self) -> Option<&'static str> {
+        self.upstream_cause
     }
 
     /// 404 `not_found`.
@@ -289,13 +304,31 @@ impl From<sea_orm::DbErr> for ApiError {
 
 impl From<domain::book_content::ContentError> for ApiError {
     fn from(error: domain::book_content::ContentError) -> Self {
-        Self::from_domain(error)
+        use domain::book_content::ContentError;
+        let cause = match &error {
+            ContentError::Catalog(CatalogError::Unavailable { cause, .. }) => Some(*cause),
+            ContentError::Unavailable { .. } => Some("content_storage"),
+            _ => None,
+        };
+        let api = Self::from_domain(error);
+        match cause {
+            Some(cause) => api.with_upstream_cause(cause),
+            None => api,
+        }
     }
 }
 
 impl From<CatalogError> for ApiError {
     fn from(error: CatalogError) -> Self {
-        Self::from_domain(error)
+        let cause = match &error {
+            CatalogError::Unavailable { cause, .. } => Some(*cause),
+            _ => None,
+        };
+        let api = Self::from_domain(error);
+        match cause {
+            Some(cause) => api.with_upstream_cause(cause),
+            None => api,
+        }
     }
 }
 

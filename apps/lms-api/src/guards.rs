@@ -20,7 +20,7 @@ use actix_web::http::header::{self, HeaderValue};
 use bytes::Bytes;
 use domain::errors::Code;
 use futures_util::{Stream, StreamExt as _};
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, Opts, Registry};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
@@ -35,7 +35,6 @@ pub struct GuardMetrics {
     body_read_timeouts: IntCounter,
     stream_rejections: IntCounter,
     stream_idle_timeouts: IntCounter,
-    upstream_failures: IntCounterVec,
 }
 
 impl fmt::Debug for GuardMetrics {
@@ -59,29 +58,14 @@ impl GuardMetrics {
             "lms_stream_idle_timeouts_total",
             "Streamed answers ended because the client read nothing for LMS_STREAM_IDLE_TIMEOUT.",
         ))?;
-        let upstream_failures = IntCounterVec::new(
-            Opts::new(
-                "lms_upstream_unavailable_total",
-                "Answers 503/504 because an upstream (DCS, object storage) was unavailable, by cause.",
-            ),
-            &["cause"],
-        )?;
         registry.register(Box::new(body_read_timeouts.clone()))?;
         registry.register(Box::new(stream_rejections.clone()))?;
         registry.register(Box::new(stream_idle_timeouts.clone()))?;
-        registry.register(Box::new(upstream_failures.clone()))?;
         Ok(Self {
             body_read_timeouts,
             stream_rejections,
             stream_idle_timeouts,
-            upstream_failures,
         })
-    }
-
-    /// Counts one upstream failure seen by a handler, by cause (`pool_exhausted`,
-    /// `deadline`, `circuit_open`, `unreachable`, ...).
-    pub fn upstream_unavailable(&self, cause: &str) {
-        self.upstream_failures.with_label_values(&[cause]).inc();
     }
 }
 

@@ -639,3 +639,30 @@ async fn the_webhook_subscription_is_rechecked_and_restored() {
     );
     drop(task);
 }
+
+// ----- 4. upstream failures are counted by cause -----------------------------------------------
+
+#[actix_web::test]
+async fn dcs_unavailable_answers_are_counted_by_cause() {
+    let db = sqlite().await;
+    let (dcs, _, _) = dcs_with_covers().await;
+    let server = Running::start(state_over(&db, &dcs, |_| {})).await;
+    dcs.inject("* /", dcs_mock::Fault::Reset, None);
+    let bearer = format!("Bearer {}", token(Role::Student));
+    let (answer, took) = server
+        .request("GET", "/api/v1/publishers/1", &[("Authorization", &bearer)])
+        .await;
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    assert!(answer.contains("content_storage_unavailable"), "{answer}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    let metrics = server.metrics().await;
+    let counted: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("lms_upstream_unavailable_total{cause=\"dcs_"))
+        .collect();
+    assert_eq!(counted.len(), 1, "{metrics}");
+    assert!(counted[0].ends_with(" 1"), "{counted:?}");
+    server.stop().await;
+    dcs.shutdown().await;
+}
