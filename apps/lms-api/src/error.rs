@@ -52,9 +52,6 @@ pub struct ApiError {
     fields: Map<String, Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
     source: Option<BoxedSource>,
-    /// Why an upstream was unavailable (`dcs_timeout`, `dcs_circuit_open`, ...), counted in
-    /// `lms_upstream_unavailable_total`.
-    upstream_cause: Option<&'static str>,
 }
 
 impl ApiError {
@@ -71,7 +68,6 @@ impl ApiError {
             fields: Map::new(),
             headers: Vec::new(),
             source: None,
-            upstream_cause: None,
         }
     }
 
@@ -103,15 +99,22 @@ impl ApiError {
         Self::from_problem(Problem::new(code))
     }
 
-    /// The same error, saying why an upstream was unavailable (logged and counted).
-    pub fn with_upstream_cause(mut self, cause: &'static str) -> Self {
-        self.upstream_cause = Some(cause);
-        self
-    }
-
-    /// Why an upstream was unavailable, when that is what this error is.
+    /// Why an upstream was unavailable, when that is what this error is: the DCS client's code
+    /// (`dcs_timeout`, `dcs_circuit_open`, ...) or `content_storage` (object storage). Counted
+    /// in `lms_upstream_unavailable_total`.
     pub fn upstream_cause(&self) -> Option<&'static str> {
-        self.upstream_cause
+        use domain::book_content::ContentError;
+        let source = self.source.as_deref()?;
+        let catalog = match source.downcast_ref::<ContentError>() {
+            Some(ContentError::Unavailable { .. }) => return Some("content_storage"),
+            Some(ContentError::Catalog(catalog)) => Some(catalog),
+            Some(_) => None,
+            None => source.downcast_ref::<CatalogError>(),
+        };
+        match catalog {
+            Some(CatalogError::Unavailable { cause, .. }) => Some(cause),
+            _ => None,
+        }
     }
 
     /// 404 `not_found`.
@@ -304,31 +307,13 @@ impl From<sea_orm::DbErr> for ApiError {
 
 impl From<domain::book_content::ContentError> for ApiError {
     fn from(error: domain::book_content::ContentError) -> Self {
-        use domain::book_content::ContentError;
-        let cause = match &error {
-            ContentError::Catalog(CatalogError::Unavailable { cause, .. }) => Some(*cause),
-            ContentError::Unavailable { .. } => Some("content_storage"),
-            _ => None,
-        };
-        let api = Self::from_domain(error);
-        match cause {
-            Some(cause) => api.with_upstream_cause(cause),
-            None => api,
-        }
+        Self::from_domain(error)
     }
 }
 
 impl From<CatalogError> for ApiError {
     fn from(error: CatalogError) -> Self {
-        let cause = match &error {
-            CatalogError::Unavailable { cause, .. } => Some(*cause),
-            _ => None,
-        };
-        let api = Self::from_domain(error);
-        match cause {
-            Some(cause) => api.with_upstream_cause(cause),
-            None => api,
-        }
+        Self::from_domain(error)
     }
 }
 

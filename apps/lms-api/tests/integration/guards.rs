@@ -292,10 +292,14 @@ async fn dcs_with_covers() -> (MockDcs, i64, i64) {
         .expect("fake DCS");
     let mut big = b"\x89PNG\r\n\x1a\n".to_vec();
     big.resize(BIG_COVER_BYTES, 7);
+    let big = Bytes::from(big);
     let big = dcs
         .add_book(NewBook {
             book_cover: Some("big.png".to_owned()),
-            files: vec![("images/big.png".to_owned(), Bytes::from(big))],
+            files: vec![
+                ("images/big.png".to_owned(), big.clone()),
+                ("audio/big.mp3".to_owned(), big),
+            ],
             ..NewBook::new("Dream Press", "BIGCOVER")
         })
         .expect("book with a big cover");
@@ -494,6 +498,41 @@ async fn a_reader_who_stops_reading_is_dropped_after_the_idle_timeout() {
     dcs.shutdown().await;
 }
 
+#[actix_web::test]
+async fn media_streams_count_against_the_same_cap() {
+    let db = sqlite().await;
+    let (dcs, big, _) = dcs_with_covers().await;
+    let server = Running::start(state_over(&db, &dcs, |g| {
+        g.max_streams_per_client = 1;
+        g.stream_idle_timeout = Duration::from_secs(20);
+    }))
+    .await;
+    let admin = token(Role::Admin);
+    let media = format!("/api/v1/books/{big}/media/audio/big.mp3");
+    let (held, head) = open_download(server.addr, &media, &admin).await;
+    assert_eq!(status_of(&head), 200, "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+
+    for path in [media.clone(), format!("/api/v1/books/{big}/cover")] {
+        let (answer, took) = server
+            .request(
+                "GET",
+                &path,
+                &[("Authorization", &format!("Bearer {admin}"))],
+            )
+            .await;
+        assert_eq!(status_of(&answer), 429, "{path}: {answer}");
+        assert!(
+            answer.contains("\"code\":\"too_many_requests\""),
+            "{answer}"
+        );
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+    drop(held);
+    server.stop().await;
+    dcs.shutdown().await;
+}
+
 // ----- 3. correctness details ------------------------------------------------------------------
 
 #[actix_web::test]
@@ -665,4 +704,53 @@ async fn dcs_unavailable_answers_are_counted_by_cause() {
     assert!(counted[0].ends_with(" 1"), "{counted:?}");
     server.stop().await;
     dcs.shutdown().await;
+}
+
+#[actix_web::test]
+async fn the_openapi_document_states_the_validation_and_the_errors() {
+    let (_db, state) = crate::support::sqlite_app_state().await;
+    let app = actix_web::test::init_service(lms_api::create_app(state)).await;
+    let response = actix_web::test::call_service(
+        &app,
+        actix_web::test::TestRequest::get()
+            .uri("/openapi.json")
+            .to_request(),
+    )
+    .await;
+    let doc = crate::support::json_body(response).await;
+    let paths = &doc["paths"];
+    let param = |path: &str, name: &str| {
+        paths[path]["get"]["parameters"]
+            .as_array()
+            .and_then(|params| params.iter().find(|p| p["name"] == name))
+            .unwrap_or_else(|| panic!("{path} has no parameter {name}"))
+            .clone()
+    };
+    let limit = param("/api/v1/books", "limit");
+    assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+    assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
+    let publisher = param("/api/v1/books", "publisher_id");
+    assert_eq!(publisher["schema"]["minimum"], 1, "{publisher}");
+    let id = param("/api/v1/publishers/{id}", "id");
+    assert_eq!(id["schema"]["minimum"], 1, "{id}");
+
+    let responses = |path: &str| paths[path]["get"]["responses"].clone();
+    for path in [
+        "/api/v1/publishers/{id}",
+        "/api/v1/publishers/{id}/logo",
+        "/api/v1/books/{id}",
+        "/api/v1/books/{id}/cover",
+    ] {
+        let answers = responses(path);
+        for status in ["400", "502"] {
+            assert!(
+                answers.get(status).is_some(),
+                "{path} lacks {status}: {answers}"
+            );
+        }
+    }
+    for path in ["/api/v1/publishers", "/api/v1/books"] {
+        assert!(responses(path).get("502").is_some(), "{path}");
+    }
+    assert!(responses("/api/v1/books/{id}/cover").get("429").is_some());
 }
