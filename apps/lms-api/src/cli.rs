@@ -189,15 +189,20 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// The HTTP server over `listener` as `serve` runs it: connection limits and client timeouts
-/// from `LMS_MAX_CONNECTIONS`, `LMS_CLIENT_REQUEST_TIMEOUT` and `LMS_CLIENT_DISCONNECT_TIMEOUT`,
+/// The HTTP server over `listener` as `serve` runs it: workers, connection limits and client
+/// timeouts from `LMS_WORKERS`, `LMS_MAX_CONNECTIONS`, `LMS_CLIENT_REQUEST_TIMEOUT` and
+/// `LMS_CLIENT_DISCONNECT_TIMEOUT`,
 /// signals left to the caller, 30 s of grace at shutdown. Tests run it over port 0.
 pub fn http_server(
     state: crate::AppState,
     listener: std::net::TcpListener,
 ) -> std::io::Result<actix_web::dev::Server> {
     let guards = state.settings.guards.clone();
-    let server = HttpServer::new(move || create_app(state.clone()))
+    let mut server = HttpServer::new(move || create_app(state.clone()));
+    if let Some(workers) = guards.workers {
+        server = server.workers(workers);
+    }
+    let server = server
         // Signals are handled by `serve` so that Ctrl-C drains like SIGTERM instead of aborting.
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())

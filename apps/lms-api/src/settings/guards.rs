@@ -1,6 +1,6 @@
 //! Protection against slow or greedy clients: `LMS_BODY_READ_TIMEOUT`, `LMS_MAX_CONNECTIONS`,
 //! `LMS_CLIENT_REQUEST_TIMEOUT`, `LMS_CLIENT_DISCONNECT_TIMEOUT`, `LMS_STREAM_IDLE_TIMEOUT`,
-//! `LMS_MAX_STREAMS_PER_CLIENT`, and the webhook subscription re-check
+//! `LMS_MAX_STREAMS_PER_CLIENT`, `LMS_WORKERS`, and the webhook subscription re-check
 //! (`DCS_WEBHOOK_RECHECK_INTERVAL`).
 
 use std::time::Duration;
@@ -17,6 +17,9 @@ pub struct GuardSettings {
     /// `LMS_MAX_CONNECTIONS` (default 1024): concurrent connections per worker thread;
     /// further connections wait in the listen backlog.
     pub max_connections: usize,
+    /// `LMS_WORKERS` (default: one per CPU core): worker threads, each with its own
+    /// `LMS_MAX_CONNECTIONS`.
+    pub workers: Option<usize>,
     /// `LMS_CLIENT_REQUEST_TIMEOUT` (seconds, default 5): time for a client to send the
     /// request head (line and headers).
     pub client_request_timeout: Duration,
@@ -40,6 +43,7 @@ impl Default for GuardSettings {
         Self {
             body_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            workers: None,
             client_request_timeout: Duration::from_secs(5),
             client_disconnect_timeout: Duration::from_secs(2),
             stream_idle_timeout: Duration::from_secs(30),
@@ -58,6 +62,9 @@ pub(super) fn read_guards(env: &mut Reader<'_>) -> GuardSettings {
             env.positive("LMS_MAX_CONNECTIONS", d.max_connections as u64),
         )
         .unwrap_or(d.max_connections),
+        workers: env
+            .value("LMS_WORKERS")
+            .map(|_| usize::try_from(env.positive("LMS_WORKERS", 1)).unwrap_or(1)),
         client_request_timeout: millis_or_seconds(
             env,
             "LMS_CLIENT_REQUEST_TIMEOUT",

@@ -236,11 +236,46 @@ async fn held_connections_without_a_request_are_closed() {
     server.stop().await;
 }
 
+#[actix_web::test]
+async fn connections_beyond_the_cap_wait_until_held_ones_are_closed() {
+    let db = sqlite().await;
+    let mut settings = db.settings();
+    settings.guards.workers = Some(1);
+    settings.guards.max_connections = 2;
+    settings.guards.client_request_timeout = Duration::from_millis(800);
+    let server = Running::start(AppState::new(settings, db.db.clone()).expect("state")).await;
+
+    // Two sockets that send nothing fill the only worker.
+    let started = Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(server.addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third is not served while they are held, and is once the head timeout closed them.
+    let (answer, _) = server.request("GET", "/health", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(4),
+        "served after {took:?}"
+    );
+    for stream in &mut held {
+        assert!(
+            read_to_close(stream, Duration::from_secs(1))
+                .await
+                .is_some()
+        );
+    }
+    server.stop().await;
+}
+
 #[test]
 fn guard_variables_are_read_and_checked() {
     let settings = crate::support::settings_from(&[
         ("LMS_BODY_READ_TIMEOUT", "3"),
         ("LMS_MAX_CONNECTIONS", "50"),
+        ("LMS_WORKERS", "3"),
         ("LMS_CLIENT_REQUEST_TIMEOUT", "1500ms"),
         ("LMS_CLIENT_DISCONNECT_TIMEOUT", "1"),
         ("LMS_STREAM_IDLE_TIMEOUT", "20"),
@@ -251,6 +286,7 @@ fn guard_variables_are_read_and_checked() {
     let g = &settings.guards;
     assert_eq!(g.body_read_timeout, Duration::from_secs(3));
     assert_eq!(g.max_connections, 50);
+    assert_eq!(g.workers, Some(3));
     assert_eq!(g.client_request_timeout, Duration::from_millis(1500));
     assert_eq!(g.client_disconnect_timeout, Duration::from_secs(1));
     assert_eq!(g.stream_idle_timeout, Duration::from_secs(20));
@@ -260,6 +296,7 @@ fn guard_variables_are_read_and_checked() {
     let defaults = crate::support::settings_from(&[]).expect("valid").guards;
     assert_eq!(defaults.body_read_timeout, Duration::from_secs(10));
     assert_eq!(defaults.max_connections, 1024);
+    assert_eq!(defaults.workers, None);
     assert_eq!(defaults.stream_idle_timeout, Duration::from_secs(30));
     assert_eq!(defaults.max_streams_per_client, 8);
     assert_eq!(defaults.webhook_recheck_interval, Duration::from_secs(900));
