@@ -64,6 +64,8 @@ impl AppState {
             .registry()
             .register(Box::new(CacheCollector::new(services.cache.clone())))
             .expect("cache metrics are registered once in a fresh registry");
+        let guards = crate::guards::Guards::new(settings.guards.clone(), metrics.registry())
+            .expect("guard metrics are registered once in a fresh registry");
         let webhook_metrics = WebhookMetrics::register(metrics.registry())
             .expect("webhook metrics are registered once in a fresh registry");
         let content = Arc::new(BookContent::new(
@@ -97,6 +99,7 @@ impl AppState {
             services,
             webhooks,
             content,
+            guards,
         }
     }
 }

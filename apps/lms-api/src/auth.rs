@@ -152,6 +152,10 @@ impl JwtKeys {
         let bytes = secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = EXP_LEEWAY_SECS;
+        // A token whose `nbf` is still ahead (beyond the leeway) is not valid yet: 401
+        // `invalid_token`. Once it passed, it stays valid until `exp`, so the verified-token
+        // cache needs no `nbf` check.
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(bytes),

@@ -166,20 +166,14 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         &state.settings.cache,
     );
     // In the background: start-up does not wait for DCS.
-    let _webhook_registration =
-        crate::webhooks::startup_registration::start(state.webhook_registrar("startup"));
+    let _webhook_registration = crate::webhooks::startup_registration::start(
+        state.webhook_registrar("startup"),
+        state.settings.guards.webhook_recheck_interval,
+    );
 
-    let factory_state = state.clone();
-    let server = HttpServer::new(move || create_app(factory_state.clone()))
-        // Signals are handled below so that Ctrl-C drains like SIGTERM instead of aborting.
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-        .bind(addr)
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    for bound in server.addrs() {
-        tracing::info!("listening on http://{bound}");
-    }
-    let server = server.run();
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+    let server = http_server(state.clone(), listener).map_err(ServeError::Server)?;
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         shutdown_signal().await;
@@ -193,6 +187,33 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The HTTP server over `listener` as `serve` runs it: workers, connection limits and client
+/// timeouts from `LMS_WORKERS`, `LMS_MAX_CONNECTIONS`, `LMS_CLIENT_REQUEST_TIMEOUT` and
+/// `LMS_CLIENT_DISCONNECT_TIMEOUT`,
+/// signals left to the caller, 30 s of grace at shutdown. Tests run it over port 0.
+pub fn http_server(
+    state: crate::AppState,
+    listener: std::net::TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
+    let guards = state.settings.guards.clone();
+    let mut server = HttpServer::new(move || create_app(state.clone()));
+    if let Some(workers) = guards.workers {
+        server = server.workers(workers);
+    }
+    let server = server
+        // Signals are handled by `serve` so that Ctrl-C drains like SIGTERM instead of aborting.
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .max_connections(guards.max_connections)
+        .client_request_timeout(guards.client_request_timeout)
+        .client_disconnect_timeout(guards.client_disconnect_timeout)
+        .listen(listener)?;
+    for bound in server.addrs() {
+        tracing::info!("listening on http://{bound}");
+    }
+    Ok(server.run())
 }
 
 /// Applies pending migrations and returns.

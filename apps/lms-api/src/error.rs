@@ -99,6 +99,24 @@ impl ApiError {
         Self::from_problem(Problem::new(code))
     }
 
+    /// Why an upstream was unavailable, when that is what this error is: the DCS client's code
+    /// (`dcs_timeout`, `dcs_circuit_open`, ...) or `content_storage` (object storage). Counted
+    /// in `lms_upstream_unavailable_total`.
+    pub fn upstream_cause(&self) -> Option<&'static str> {
+        use domain::book_content::ContentError;
+        let source = self.source.as_deref()?;
+        let catalog = match source.downcast_ref::<ContentError>() {
+            Some(ContentError::Unavailable { .. }) => return Some("content_storage"),
+            Some(ContentError::Catalog(catalog)) => Some(catalog),
+            Some(_) => None,
+            None => source.downcast_ref::<CatalogError>(),
+        };
+        match catalog {
+            Some(CatalogError::Unavailable { cause, .. }) => Some(cause),
+            _ => None,
+        }
+    }
+
     /// 404 `not_found`.
     pub fn not_found(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::from_code(Code::NotFound).with_detail(detail)
@@ -269,6 +287,11 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         for (name, value) in &self.headers {
             response.insert_header((name.clone(), value.clone()));
+        }
+        // A request not read in full leaves unread bytes on the connection: it cannot be
+        // reused.
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            response.force_close();
         }
         response.json(self.body())
     }

@@ -7,6 +7,7 @@ pub mod cache_metrics;
 pub mod cli;
 pub mod db;
 pub mod error;
+pub mod guards;
 pub mod head;
 pub mod metrics;
 pub mod object_storage;

@@ -37,6 +37,7 @@ struct Inner {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    upstream_unavailable: IntCounterVec,
 }
 
 impl fmt::Debug for HttpMetrics {
@@ -70,6 +71,18 @@ impl HttpMetrics {
             LABELS,
         )
         .expect("valid histogram definition");
+        let upstream_unavailable = IntCounterVec::new(
+            Opts::new(
+                "lms_upstream_unavailable_total",
+                "Answers 503 because DCS or object storage was unavailable, by cause (the DCS \
+                 client's code: dcs_timeout, dcs_circuit_open, dcs_network, ...).",
+            ),
+            &["cause"],
+        )
+        .expect("valid counter definition");
+        registry
+            .register(Box::new(upstream_unavailable.clone()))
+            .expect("metric registered once");
         registry
             .register(Box::new(requests.clone()))
             .expect("metric registered once");
@@ -81,6 +94,7 @@ impl HttpMetrics {
                 registry,
                 requests,
                 latency,
+                upstream_unavailable,
             }),
         }
     }
@@ -134,6 +148,18 @@ pub async fn track_requests(
     let elapsed = started.elapsed().as_secs_f64();
     match &result {
         Ok(response) => {
+            if let Some(cause) = response
+                .response()
+                .error()
+                .and_then(|err| err.as_error::<crate::error::ApiError>())
+                .and_then(crate::error::ApiError::upstream_cause)
+            {
+                metrics
+                    .inner
+                    .upstream_unavailable
+                    .with_label_values(&[cause])
+                    .inc();
+            }
             let route = response.request().match_pattern();
             metrics.observe(
                 method.as_str(),

@@ -11,6 +11,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::JwtKeys;
 use crate::db::SqlLeaseStore;
+use crate::guards::Guards;
 use crate::metrics::HttpMetrics;
 use crate::readiness::Readiness;
 use crate::services::Services;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub webhooks: WebhookService,
     /// Book content for readers: configs, activities, assets.
     pub content: Arc<BookContent>,
+    /// Body read timeout, per-client stream cap and stream idle timeout, with their counters.
+    pub guards: Guards,
 }
 
 impl AppState {

@@ -164,9 +164,14 @@ pub struct Asset {
 pub enum CatalogError {
     #[error("{0}")]
     NotFound(&'static str),
-    /// DCS cannot be reached (or is failing) and nothing usable is cached.
-    #[error("Content storage temporarily unavailable. Please try again.")]
-    Unavailable { retry_after: Option<Duration> },
+    /// DCS cannot be reached (or is failing) and nothing usable is cached. `cause` is the DCS
+    /// client's stable code (`dcs_timeout`, `dcs_circuit_open`, `dcs_network`, ...), for logs
+    /// and metrics; clients see the fixed message only.
+    #[error("Content storage temporarily unavailable ({cause}). Please try again.")]
+    Unavailable {
+        retry_after: Option<Duration>,
+        cause: &'static str,
+    },
     #[error("{0}")]
     InvalidQuery(String),
     /// DCS answered in a way the LMS cannot serve (misconfigured credentials, an unexpected
@@ -182,6 +187,7 @@ impl CatalogError {
         } else if dcs_is_unavailable(error) {
             Self::Unavailable {
                 retry_after: error.retry_after(),
+                cause: error.code(),
             }
         } else {
             Self::Upstream(UpstreamError::from(error))
@@ -196,7 +202,7 @@ impl ToProblem for CatalogError {
             Self::InvalidQuery(detail) => {
                 Problem::new(Code::InvalidQuery).with_detail(detail.clone())
             }
-            Self::Unavailable { retry_after } => {
+            Self::Unavailable { retry_after, .. } => {
                 Problem::new(Code::ContentStorageUnavailable).with_retry_after(*retry_after)
             }
             Self::Upstream(upstream) => upstream.problem(),

@@ -11,7 +11,8 @@ use cache::Freshness;
 use domain::catalog::{
     BookPage, BookQuery, BookView, ConditionalImage, PublisherPage, PublisherView, Served,
 };
-use futures_util::TryStreamExt as _;
+use domain::errors::Code;
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -58,6 +59,71 @@ fn private_max_age(max_age: std::time::Duration) -> String {
     format!("private, max-age={}", max_age.as_secs())
 }
 
+/// How many leading bytes of an image are looked at to tell HTML from an image.
+const SNIFF_BYTES: usize = 512;
+
+/// Whether `bytes` start like an HTML document (the WHATWG MIME sniffing patterns for
+/// `text/html`, after a BOM and white space). An "image" that is HTML is never served as an
+/// image: with `X-Content-Type-Options: nosniff` a browser would not run it as an `<img>`, but
+/// opened directly it would run in this API's origin.
+pub fn looks_like_html(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b'\t' | b'\n' | b'\x0C' | b'\r' | b' '))
+        .unwrap_or(bytes.len());
+    let bytes = &bytes[start..];
+    const TAGS: &[&[u8]] = &[
+        b"<!DOCTYPE HTML",
+        b"<HTML",
+        b"<HEAD",
+        b"<SCRIPT",
+        b"<IFRAME",
+        b"<H1",
+        b"<DIV",
+        b"<FONT",
+        b"<TABLE",
+        b"<A",
+        b"<STYLE",
+        b"<TITLE",
+        b"<B",
+        b"<BODY",
+        b"<BR",
+        b"<P",
+        b"<!--",
+    ];
+    TAGS.iter().any(|tag| {
+        bytes.len() > tag.len()
+            && bytes[..tag.len()].eq_ignore_ascii_case(tag)
+            // The tag ends here: `<a>` or `<a href`, not `<abbr`.
+            && matches!(bytes[tag.len()], b' ' | b'>' | b'\t' | b'\n' | b'\r' | b'\x0C' | b'/')
+            || (tag == b"<!--" && bytes.starts_with(b"<!--"))
+    })
+}
+
+/// Whether a declared content type is HTML (or XHTML).
+fn is_html_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    matches!(essence.as_str(), "text/html" | "application/xhtml+xml")
+}
+
+/// 502 `content_storage_error` for an image DCS sent that is HTML.
+fn html_image(what: &'static str, id: i64) -> ApiError {
+    tracing::warn!(
+        what,
+        id,
+        "DCS sent HTML where an image was expected; not served"
+    );
+    ApiError::from_code(Code::ContentStorageError)
+        .with_detail("Content storage sent a file that is not an image")
+        .with_field("upstream_code", "not_an_image")
+}
+
 /// Active publishers.
 #[utoipa::path(
     tag = "catalog",
@@ -65,6 +131,7 @@ fn private_max_age(max_age: std::time::Duration) -> String {
     responses(
         (status = 200, description = "`{items, total}` of active publishers; `X-Cache` says how it was served", body = PublisherPage),
         (status = 401, body = ErrorBody),
+        (status = 502, description = "DCS refused the LMS or answered unexpectedly (`content_storage_error`, `dcs_auth_failed`, ...)", body = ErrorBody),
         (status = 503, description = "DCS unavailable and nothing cached", body = ErrorBody),
     )
 )]
@@ -80,11 +147,13 @@ pub async fn list_publishers(
 #[utoipa::path(
     tag = "catalog",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "DCS publisher id")),
+    params(("id" = i64, Path, minimum = 1, description = "DCS publisher id")),
     responses(
         (status = 200, description = "The publisher", body = PublisherView),
+        (status = 400, description = "The id is not an integer (`invalid_path`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 502, description = "DCS refused the LMS or answered unexpectedly (`content_storage_error`, ...)", body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
 )]
@@ -101,12 +170,14 @@ pub async fn get_publisher(
 #[utoipa::path(
     tag = "catalog",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "DCS publisher id")),
+    params(("id" = i64, Path, minimum = 1, description = "DCS publisher id")),
     responses(
-        (status = 200, description = "The logo image", content_type = "image/*"),
+        (status = 200, description = "The logo image, with `X-Content-Type-Options: nosniff`", content_type = "image/*"),
         (status = 304, description = "The client's copy is current"),
+        (status = 400, description = "The id is not an integer (`invalid_path`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 502, description = "DCS refused the LMS, answered unexpectedly, or sent HTML instead of an image (`content_storage_error`)", body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
 )]
@@ -118,6 +189,11 @@ pub async fn publisher_logo(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let logo = state.services.catalog.publisher_logo(*id).await?;
+    if is_html_type(&logo.value.content_type)
+        || looks_like_html(&logo.value.bytes[..logo.value.bytes.len().min(SNIFF_BYTES)])
+    {
+        return Err(html_image("logo", *id));
+    }
     let cache_control = private_max_age(state.services.catalog.ttls().logos);
     let not_modified = if_none_match_hits(&req, &logo.value.etag);
     let mut response = if not_modified {
@@ -128,6 +204,7 @@ pub async fn publisher_logo(
     response
         .insert_header(x_cache(logo.freshness))
         .insert_header((header::ETAG, logo.value.etag.clone()))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::CACHE_CONTROL, cache_control));
     if not_modified {
         return Ok(response.finish());
@@ -141,15 +218,18 @@ pub async fn publisher_logo(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BooksParams {
-    /// Only this publisher's books.
+    /// Only this publisher's books (a positive id).
+    #[param(minimum = 1)]
     publisher_id: Option<i64>,
     /// Include archived (deleted) books; default `false`.
     include_archived: Option<bool>,
     /// Case-insensitive text searched in the title and the book name (at most 200 characters).
     search: Option<String>,
     /// Books to skip (default 0).
+    #[param(minimum = 0)]
     skip: Option<u64>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
 }
 
@@ -160,8 +240,10 @@ pub struct BooksParams {
     params(BooksParams),
     responses(
         (status = 200, description = "`{items, total, skip, limit}`; `X-Cache` says how it was served", body = BookPage),
-        (status = 400, description = "Invalid query parameters", body = ErrorBody),
+        (status = 400, description = "Invalid query parameters (`invalid_query`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
+        (status = 404, description = "DCS has no book list (`not_found`)", body = ErrorBody),
+        (status = 502, description = "DCS refused the LMS or answered unexpectedly (`content_storage_error`, ...)", body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
 )]
@@ -189,8 +271,10 @@ pub async fn list_books(
     params(("id" = i64, Path, description = "DCS book id")),
     responses(
         (status = 200, description = "The book", body = BookView),
+        (status = 400, description = "The id is not an integer (`invalid_path`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 502, description = "DCS refused the LMS or answered unexpectedly (`content_storage_error`, ...)", body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
 )]
@@ -209,16 +293,19 @@ pub async fn get_book(
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "DCS book id")),
     responses(
-        (status = 200, description = "The cover image", content_type = "image/*"),
+        (status = 200, description = "The cover image, with `X-Content-Type-Options: nosniff`", content_type = "image/*"),
         (status = 304, description = "The client's copy is current"),
+        (status = 400, description = "The id is not an integer (`invalid_path`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 429, description = "The caller has `LMS_MAX_STREAMS_PER_CLIENT` downloads open (`too_many_requests`, `Retry-After`)", body = ErrorBody),
+        (status = 502, description = "DCS refused the LMS, answered unexpectedly, or sent HTML instead of an image (`content_storage_error`)", body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
 )]
 #[get("/books/{id}/cover")]
 pub async fn book_cover(
-    _user: AuthUser,
+    user: AuthUser,
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<i64>,
@@ -227,6 +314,10 @@ pub async fn book_cover(
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok());
+    // Taken before DCS is asked, so a refused request opens no upstream stream.
+    let slot = state
+        .guards
+        .stream_slot(crate::guards::client_key(&req, Some(user.sub)))?;
     let cover = state
         .services
         .catalog
@@ -255,7 +346,26 @@ pub async fn book_cover(
         {
             Ok(not_modified(download.etag.clone()))
         }
-        ConditionalImage::Modified(download) => {
+        ConditionalImage::Modified(mut download) => {
+            if download.content_type.as_deref().is_some_and(is_html_type) {
+                return Err(html_image("cover", *id));
+            }
+            // The first bytes decide whether this is an image at all.
+            let mut head = bytes::BytesMut::new();
+            while head.len() < SNIFF_BYTES {
+                match download.body.next().await {
+                    Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+                    Some(Err(err)) => {
+                        return Err(ApiError::from(domain::catalog::CatalogError::Upstream(err)));
+                    }
+                    None => break,
+                }
+            }
+            if looks_like_html(&head) {
+                return Err(html_image("cover", *id));
+            }
+            let head = head.freeze();
+            let body = futures_util::stream::iter([Ok(head)]).chain(download.body);
             let mut response = HttpResponse::Ok();
             response.insert_header((
                 header::CONTENT_TYPE,
@@ -270,11 +380,10 @@ pub async fn book_cover(
             if let Some(length) = download.content_length {
                 response.no_chunking(length);
             }
-            response.insert_header((header::CACHE_CONTROL, cache_control));
-            let body = download
-                .body
-                .map_err(|e| actix_web::error::ErrorBadGateway(e.to_string()));
-            Ok(response.streaming(body))
+            response
+                .insert_header((header::CACHE_CONTROL, cache_control))
+                .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+            Ok(response.streaming(state.guards.guard_stream(body, slot)))
         }
     }
 }

@@ -20,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AdminOnly, AuthUser, RequireRole, Role};
 use crate::error::{ApiError, ErrorBody};
+use crate::guards::{Guards, StreamSlot, client_key};
 use crate::object_storage::FILES_ROUTE;
 use crate::state::AppState;
 
@@ -309,7 +310,23 @@ fn contain_active_content(response: &mut HttpResponse, content_type: &str) {
     }
 }
 
-fn body_response(body: AssetBody, cache_control: &str) -> HttpResponse {
+/// The caller's stream slot: by token subject when the request carries a valid bearer token,
+/// else by remote IP (signed URLs).
+fn asset_stream_slot(req: &HttpRequest, state: &AppState) -> Result<StreamSlot, ApiError> {
+    let subject = req
+        .headers()
+        .contains_key(header::AUTHORIZATION)
+        .then(|| AuthUser::from_http_request(req).ok().map(|user| user.sub))
+        .flatten();
+    state.guards.stream_slot(client_key(req, subject))
+}
+
+fn body_response(
+    body: AssetBody,
+    cache_control: &str,
+    guards: &Guards,
+    slot: StreamSlot,
+) -> HttpResponse {
     let mut response = HttpResponse::build(if body.range.is_some() {
         StatusCode::PARTIAL_CONTENT
     } else {
@@ -331,7 +348,7 @@ fn body_response(body: AssetBody, cache_control: &str) -> HttpResponse {
     }
     let len = body.len();
     let content_type = body.content_type;
-    let mut response = response.body(SizedStream::new(len, body.body));
+    let mut response = response.body(SizedStream::new(len, guards.guard_stream(body.body, slot)));
     contain_active_content(&mut response, &content_type);
     response
 }
@@ -364,6 +381,8 @@ async fn stream_asset(
     route: &str,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = asset_viewer(&req, &state)?;
+    // Taken before the upstream is opened, so a refused request opens nothing.
+    let slot = asset_stream_slot(&req, &state)?;
     let request = AssetRequest {
         range: header_str(&req, header::RANGE),
         if_range: header_str(&req, header::IF_RANGE),
@@ -376,7 +395,7 @@ async fn stream_asset(
         .open_asset(&viewer, id, raw_asset_path(&req, route), &request)
         .await?
     {
-        AssetAnswer::Body(body) => Ok(body_response(body, cache_control)),
+        AssetAnswer::Body(body) => Ok(body_response(body, cache_control, &state.guards, slot)),
         AssetAnswer::NotModified { etag } => Ok(not_modified(etag, cache_control)),
         AssetAnswer::RangeNotSatisfiable { size } => Err(unsatisfiable(size)),
     }
@@ -399,6 +418,7 @@ async fn stream_asset(
         (status = 403, description = "A signed URL that is expired or altered", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 416, description = "`Content-Range: bytes */N`", body = ErrorBody),
+        (status = 429, description = "The caller has `LMS_MAX_STREAMS_PER_CLIENT` downloads open (`too_many_requests`, `Retry-After`)", body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
 )]
@@ -429,6 +449,7 @@ pub async fn book_asset(
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 416, body = ErrorBody),
+        (status = 429, description = "Too many downloads open (`too_many_requests`, `Retry-After`)", body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
 )]
@@ -494,6 +515,7 @@ fn file_error(error: storage::StorageError) -> ApiError {
         (status = 403, description = "Expired or altered URL", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 416, body = ErrorBody),
+        (status = 429, description = "Too many downloads open from this address (`too_many_requests`, `Retry-After`)", body = ErrorBody),
     )
 )]
 #[get("/files/{bucket}/{key:.+}")]
@@ -524,6 +546,7 @@ pub async fn signed_file(
     let store = storage
         .store_for_bucket(&verified.bucket)
         .ok_or_else(|| ApiError::not_found("File not found"))?;
+    let slot = state.guards.stream_slot(client_key(&req, None))?;
     let request = AssetRequest {
         range: header_str(&req, header::RANGE),
         if_range: header_str(&req, header::IF_RANGE),
@@ -539,7 +562,7 @@ pub async fn signed_file(
                 if let Some(content_type) = verified.response_content_type {
                     body.content_type = content_type;
                 }
-                body_response(body, cache_control)
+                body_response(body, cache_control, &state.guards, slot)
             }
             AssetAnswer::NotModified { etag } => return Ok(not_modified(etag, cache_control)),
             AssetAnswer::RangeNotSatisfiable { size } => return Err(unsatisfiable(size)),

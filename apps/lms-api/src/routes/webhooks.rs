@@ -58,6 +58,7 @@ pub struct DcsWebhookDelivery {
          example = json!({"status": "received", "event_id": "0193a5c2-7c1e-7d3a-9f5e-2b1c0d4e5f60", "outcome": "processed", "duplicate": false})),
         (status = 400, description = "Correctly signed but not a delivery (`webhook_body_malformed`)", body = ErrorBody),
         (status = 401, description = "Signature missing (`webhook_signature_missing`) or wrong (`webhook_signature_invalid`)", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `LMS_BODY_READ_TIMEOUT` (`request_timeout`); the connection is closed", body = ErrorBody),
         (status = 413, description = "Body larger than 1 MiB (`payload_too_large`)", body = ErrorBody),
         (status = 503, description = "Cache not invalidated on every instance (`cache_invalidation_incomplete`), or an identical delivery still in progress (`webhook_in_progress`); retry", body = ErrorBody),
         (status = 500, description = "The event log failed; retry", body = ErrorBody),
@@ -78,10 +79,14 @@ pub async fn dream_storage_webhook(
     if declared_length.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(receiver.refuse_oversize().into());
     }
-    let body = match payload.to_bytes_limited(MAX_BODY_BYTES).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(_)) => return Err(ReceiveError::Unreadable.into()),
-        Err(_) => return Err(receiver.refuse_oversize().into()),
+    let body = match state
+        .guards
+        .read_body(payload, MAX_BODY_BYTES, "webhooks/dream-storage")
+        .await?
+    {
+        Some(Ok(body)) => body,
+        Some(Err(_)) => return Err(ReceiveError::Unreadable.into()),
+        None => return Err(receiver.refuse_oversize().into()),
     };
     // A header that is not visible ASCII cannot be a valid signature, but it was sent.
     let signature = req

@@ -11,6 +11,7 @@
 mod cache;
 mod database;
 mod dcs;
+mod guards;
 mod materials;
 mod reader;
 mod server;
@@ -25,6 +26,7 @@ use url::Url;
 pub use self::cache::CacheSettings;
 pub use self::database::{DatabaseKind, DatabaseUrl, SecretUrl};
 pub use self::dcs::{DCS_DEFAULT_EMAIL, DCS_DEFAULT_PASSWORD, DEV_WEBHOOK_SECRET, DcsSettings};
+pub use self::guards::GuardSettings;
 pub use self::materials::ClamdAddr;
 use self::reader::Reader;
 pub use self::reader::{EnvSource, SettingsError, SettingsProblem};
@@ -67,6 +69,8 @@ pub struct Settings {
     /// `LMS_FRONTEND_ORIGINS`: origins of the LMS frontend (comma-separated), allowed by CORS
     /// here and by `storage-init` on the buckets; empty: no cross-origin access.
     pub frontend_origins: Vec<String>,
+    /// Limits on slow or greedy clients (body read timeout, connections, streams).
+    pub guards: GuardSettings,
 }
 
 impl Settings {
@@ -117,6 +121,7 @@ impl Settings {
         let material_max_bytes = env.positive("MATERIAL_MAX_BYTES", 104_857_600);
         let teacher_quota_bytes = env.positive("TEACHER_QUOTA_BYTES", 524_288_000);
         let frontend_origins = server::read_frontend_origins(env);
+        let guards = guards::read_guards(env);
 
         Self {
             bind,
@@ -135,6 +140,7 @@ impl Settings {
             material_max_bytes,
             teacher_quota_bytes,
             frontend_origins,
+            guards,
         }
     }
 }

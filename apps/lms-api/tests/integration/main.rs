@@ -14,6 +14,7 @@ mod cli;
 mod content;
 mod database;
 mod errors;
+mod guards;
 mod head;
 mod leader_locks;
 mod multi_instance;

@@ -491,7 +491,10 @@ async fn startup_task_registers_in_the_background() {
         .await
         .expect("SQLite");
     let Fixture { dcs: _dcs, state } = fixture(&database).await;
-    let task = lms_api::webhooks::startup_registration::start(state.webhook_registrar("startup"));
+    let task = lms_api::webhooks::startup_registration::start(
+        state.webhook_registrar("startup"),
+        Duration::from_secs(900),
+    );
     // The default backoff is seconds long, but the fake DCS answers at once.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
