@@ -440,10 +440,33 @@ impl AllowedMethods {
         Self(map)
     }
 
-    /// Methods of a route pattern such as `/api/v1/books/{id}`; empty when unknown.
+    /// Methods of a route pattern such as `/api/v1/books/{id}`; empty when unknown. A pattern
+    /// with a regex segment (`{path:.+}`) is looked up as the document names it (`{path}`).
     pub fn for_pattern(&self, pattern: &str) -> &[Method] {
-        self.0.get(pattern).map(Vec::as_slice).unwrap_or_default()
+        self.0
+            .get(pattern)
+            .or_else(|| self.0.get(&without_regex(pattern)))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
+}
+
+/// `/books/{id}/assets/{path:.+}` -> `/books/{id}/assets/{path}`.
+fn without_regex(pattern: &str) -> String {
+    let mut plain = String::with_capacity(pattern.len());
+    let mut in_regex = false;
+    for c in pattern.chars() {
+        match c {
+            ':' if plain.rfind('{') > plain.rfind('}') => in_regex = true,
+            '}' => {
+                in_regex = false;
+                plain.push(c);
+            }
+            _ if in_regex => {}
+            _ => plain.push(c),
+        }
+    }
+    plain
 }
 
 /// Default service: 405 when the path exists under another method, 404 otherwise.

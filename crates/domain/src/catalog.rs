@@ -225,6 +225,8 @@ impl BookQuery {
     pub const DEFAULT_LIMIT: u64 = 100;
     pub const MAX_LIMIT: u64 = 1000;
     pub const MAX_SEARCH_CHARS: usize = 200;
+    /// The largest `skip` (the OpenAPI document's int64 range).
+    pub const MAX_SKIP: u64 = i64::MAX as u64;
 
     /// Checks the parameters and normalises the search text.
     pub fn new(
@@ -239,6 +241,12 @@ impl BookQuery {
             return Err(CatalogError::InvalidQuery(format!(
                 "limit must be between 1 and {}",
                 Self::MAX_LIMIT
+            )));
+        }
+        if skip.is_some_and(|skip| skip > Self::MAX_SKIP) {
+            return Err(CatalogError::InvalidQuery(format!(
+                "skip must be between 0 and {}",
+                Self::MAX_SKIP
             )));
         }
         if publisher_id.is_some_and(|id| id < 1) {

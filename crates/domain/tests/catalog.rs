@@ -199,6 +199,12 @@ fn book_queries_are_validated() {
             Err(CatalogError::InvalidQuery(_))
         ));
     }
+    // `skip` stays in the int64 range the API document promises.
+    assert!(matches!(
+        BookQuery::new(None, false, None, Some(u64::MAX), None),
+        Err(CatalogError::InvalidQuery(_))
+    ));
+    assert!(BookQuery::new(None, false, None, Some(BookQuery::MAX_SKIP), None).is_ok());
     let q = BookQuery::new(None, false, Some("   ".into()), None, None).unwrap();
     assert_eq!(q.search, None);
 }

@@ -226,7 +226,7 @@ pub struct BooksParams {
     /// Case-insensitive text searched in the title and the book name (at most 200 characters).
     search: Option<String>,
     /// Books to skip (default 0).
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     skip: Option<u64>,
     /// Page size, 1..=1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]

@@ -126,6 +126,7 @@ pub struct ActivityImportReport {
     params(("id" = i64, Path, description = "DCS book id")),
     responses(
         (status = 200, description = "The transformed config; `X-Cache` says how the raw config was served", content_type = "application/json"),
+        (status = 400, description = "The id is not a 64-bit integer (`invalid_path`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such book, or not readable by the caller", body = ErrorBody),
         (status = 502, description = "DCS or the config is unusable (`content_storage_error`)", body = ErrorBody),
@@ -155,6 +156,7 @@ pub async fn book_config(
     params(("id" = i64, Path, description = "DCS book id")),
     responses(
         (status = 200, body = ActivityList),
+        (status = 400, description = "The id is not a 64-bit integer (`invalid_path`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 502, body = ErrorBody),
@@ -183,6 +185,7 @@ pub async fn book_activities(
     params(("id" = i64, Path, description = "Activity id")),
     responses(
         (status = 200, body = ActivityStart),
+        (status = 400, description = "The id is not a 64-bit integer (`invalid_path`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
