@@ -14,7 +14,7 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
 use crate::auth::JwtKeys;
-use crate::cache_metrics::CacheCollector;
+use crate::cache_metrics::{cache_collector, dcs_collector};
 use crate::db::{self, DbSetupError, SqlActivityStore, SqlDeliveryStore};
 use crate::error::{
     AllowedMethods, json_error_handler, normalize_error_responses, path_error_handler,
@@ -62,8 +62,12 @@ impl AppState {
         let metrics = HttpMetrics::new();
         metrics
             .registry()
-            .register(Box::new(CacheCollector::new(services.cache.clone())))
+            .register(Box::new(cache_collector(services.cache.clone())))
             .expect("cache metrics are registered once in a fresh registry");
+        metrics
+            .registry()
+            .register(Box::new(dcs_collector(services.dcs.clone())))
+            .expect("DCS client metrics are registered once in a fresh registry");
         let guards = crate::guards::Guards::new(settings.guards.clone(), metrics.registry())
             .expect("guard metrics are registered once in a fresh registry");
         let webhook_metrics = WebhookMetrics::register(metrics.registry())

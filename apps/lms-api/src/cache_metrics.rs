@@ -1,21 +1,25 @@
-//! The cache's counters in `/metrics` (`lms_cache_*`), read from [`Cache::stats`] at each
-//! scrape.
+//! Counters other crates keep, in `/metrics`, read at each scrape: the cache's
+//! (`lms_cache_*`, from [`Cache::stats`]) and the DCS client's (`lms_dcs_*`, from
+//! `DcsApi::stats`: pool exhaustion, deadline expiry, breaker rejections, slots in use).
 //!
 //! `GET /api/v1/admin/cache/stats` answers for whichever instance the load balancer picks;
-//! Prometheus scrapes every instance, so this is where each instance's hit rate is visible.
+//! Prometheus scrapes every instance, so this is where each instance's figures are visible.
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
+use std::sync::Arc;
+
 use cache::{Cache, CacheStats};
+use dcs_client::{DcsApi, DcsStats};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntGauge, Opts};
 
-type Read = fn(&CacheStats) -> u64;
+type Read<S> = fn(&S) -> u64;
 
 /// Sizes of the local tier, as gauges.
-const GAUGES: &[(&str, &str, Read)] = &[
+const CACHE_GAUGES: &[(&str, &str, Read<CacheStats>)] = &[
     (
         "lms_cache_entries",
         "Entries in the in-process cache tier (expired ones not yet swept included).",
@@ -34,7 +38,7 @@ const GAUGES: &[(&str, &str, Read)] = &[
 ];
 
 /// Counters since start, as counters.
-const COUNTERS: &[(&str, &str, Read)] = &[
+const CACHE_COUNTERS: &[(&str, &str, Read<CacheStats>)] = &[
     (
         "lms_cache_hits_total",
         "Lookups answered from a cache tier.",
@@ -105,25 +109,76 @@ const COUNTERS: &[(&str, &str, Read)] = &[
     ),
 ];
 
-/// A Prometheus collector over a [`Cache`].
-pub struct CacheCollector {
-    cache: Cache,
-    gauges: Vec<(IntGauge, Read)>,
-    counters: Vec<(IntCounter, Read)>,
+/// Slots of the DCS client in use now.
+const DCS_GAUGES: &[(&str, &str, Read<DcsStats>)] = &[
+    (
+        "lms_dcs_api_in_flight",
+        "DCS API (JSON) calls holding a connection slot.",
+        |s| s.api_in_flight as u64,
+    ),
+    (
+        "lms_dcs_streams_in_flight",
+        "Streamed DCS downloads holding a slot.",
+        |s| s.streams_in_flight as u64,
+    ),
+];
+
+/// Why DCS calls failed without DCS answering, since start.
+const DCS_COUNTERS: &[(&str, &str, Read<DcsStats>)] = &[
+    (
+        "lms_dcs_pool_exhausted_total",
+        "DCS calls that found no free slot in time (dcs_pool_exhausted).",
+        |s| s.pool_exhausted,
+    ),
+    (
+        "lms_dcs_deadline_exceeded_total",
+        "DCS calls that ran past their deadline (dcs_deadline_exceeded).",
+        |s| s.deadline_exceeded,
+    ),
+    (
+        "lms_dcs_breaker_open_rejections_total",
+        "DCS calls refused at once by the open circuit breaker.",
+        |s| s.breaker_open_rejections,
+    ),
+];
+
+/// A Prometheus collector over statistics another crate keeps: gauges and running totals read
+/// from one snapshot per scrape.
+pub struct StatsCollector<S> {
+    read: Box<dyn Fn() -> Option<S> + Send + Sync>,
+    gauges: Vec<(IntGauge, Read<S>)>,
+    counters: Vec<(IntCounter, Read<S>)>,
     /// Setting the values and collecting them is one step per scrape.
     scrape: Mutex<()>,
 }
 
-impl fmt::Debug for CacheCollector {
+impl<S> fmt::Debug for StatsCollector<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheCollector").finish_non_exhaustive()
+        f.debug_struct("StatsCollector").finish_non_exhaustive()
     }
 }
 
-impl CacheCollector {
-    /// A collector reading `cache`.
-    pub fn new(cache: Cache) -> Self {
-        let gauges = GAUGES
+/// The cache's figures (`lms_cache_*`).
+pub fn cache_collector(cache: Cache) -> StatsCollector<CacheStats> {
+    StatsCollector::new(
+        Box::new(move || Some(cache.stats())),
+        CACHE_GAUGES,
+        CACHE_COUNTERS,
+    )
+}
+
+/// The DCS client's figures (`lms_dcs_*`); nothing when the client keeps none.
+pub fn dcs_collector(dcs: Arc<dyn DcsApi>) -> StatsCollector<DcsStats> {
+    StatsCollector::new(Box::new(move || dcs.stats()), DCS_GAUGES, DCS_COUNTERS)
+}
+
+impl<S> StatsCollector<S> {
+    fn new(
+        read: Box<dyn Fn() -> Option<S> + Send + Sync>,
+        gauges: &[(&str, &str, Read<S>)],
+        counters: &[(&str, &str, Read<S>)],
+    ) -> Self {
+        let gauges = gauges
             .iter()
             .map(|(name, help, read)| {
                 let gauge =
@@ -131,7 +186,7 @@ impl CacheCollector {
                 (gauge, *read)
             })
             .collect();
-        let counters = COUNTERS
+        let counters = counters
             .iter()
             .map(|(name, help, read)| {
                 let counter = IntCounter::with_opts(Opts::new(*name, *help))
@@ -140,7 +195,7 @@ impl CacheCollector {
             })
             .collect();
         Self {
-            cache,
+            read,
             gauges,
             counters,
             scrape: Mutex::new(()),
@@ -148,7 +203,7 @@ impl CacheCollector {
     }
 }
 
-impl Collector for CacheCollector {
+impl<S> Collector for StatsCollector<S> {
     fn desc(&self) -> Vec<&Desc> {
         self.gauges
             .iter()
@@ -159,14 +214,16 @@ impl Collector for CacheCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
-        let stats = self.cache.stats();
+        let Some(stats) = (self.read)() else {
+            return Vec::new();
+        };
         let mut families = Vec::with_capacity(self.gauges.len() + self.counters.len());
         for (gauge, read) in &self.gauges {
             gauge.set(i64::try_from(read(&stats)).unwrap_or(i64::MAX));
             families.extend(gauge.collect());
         }
         for (counter, read) in &self.counters {
-            // The cache keeps the running totals; the counter mirrors them.
+            // The source keeps the running totals; the counter mirrors them.
             counter.reset();
             counter.inc_by(read(&stats));
             families.extend(counter.collect());

@@ -149,6 +149,12 @@ impl DownloadOptions {
 /// and [`Book::book_name`] hold), not ids; they are percent-encoded by the client.
 #[async_trait]
 pub trait DcsApi: Send + Sync {
+    /// The client's counters and slots in use ([`DcsClient::stats`](crate::DcsClient::stats)),
+    /// for metrics; `None` for implementations that keep none (test doubles).
+    fn stats(&self) -> Option<crate::DcsStats> {
+        None
+    }
+
     /// `GET /health` (no auth).
     async fn health(&self) -> Result<Health, DcsError>;
 

@@ -707,6 +707,10 @@ impl DcsClient {
 
 #[async_trait]
 impl DcsApi for DcsClient {
+    fn stats(&self) -> Option<crate::DcsStats> {
+        Some(DcsClient::stats(self))
+    }
+
     async fn health(&self) -> Result<Health, DcsError> {
         self.get_json(Req::new(Method::GET, "/health", AuthScope::None), "health")
             .await

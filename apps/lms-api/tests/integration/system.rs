@@ -365,3 +365,42 @@ async fn request_id_is_echoed_or_generated() {
     let generated = header(&response, "x-request-id");
     assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
 }
+
+/// The DCS client's failures that DCS never answered are visible per instance in `/metrics`.
+#[actix_web::test]
+async fn metrics_show_the_dcs_client_counters() {
+    let db = TestDatabase::open(crate::support::Engine::Sqlite)
+        .await
+        .expect("SQLite is always available");
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("ephemeral port")
+        .port();
+    let dcs_url = format!("http://127.0.0.1:{closed_port}");
+    // One failure opens the breaker; the next call is refused without trying DCS.
+    let mut settings = db.settings();
+    settings.dcs.url = dcs_url.parse().expect("URL");
+    let dcs = std::sync::Arc::new(crate::support::test_dcs_client(&dcs_url, 1));
+    let services =
+        lms_api::services::Services::new(&settings, dcs, cache::Cache::new(Default::default()))
+            .expect("services");
+    let state = lms_api::AppState::with_services(settings, db.db.clone(), services);
+    assert!(state.services.dcs.list_publishers().await.is_err());
+    assert!(state.services.dcs.list_publishers().await.is_err());
+    let app = actix_test::init_service(create_app(state)).await;
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/metrics").to_request(),
+    )
+    .await;
+    let text = String::from_utf8(actix_test::read_body(response).await.to_vec()).unwrap();
+    for line in [
+        "lms_dcs_breaker_open_rejections_total 1",
+        "lms_dcs_pool_exhausted_total 0",
+        "lms_dcs_deadline_exceeded_total 0",
+        "lms_dcs_api_in_flight 0",
+        "lms_dcs_streams_in_flight 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+}
