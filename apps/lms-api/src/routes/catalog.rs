@@ -103,12 +103,7 @@ pub fn looks_like_html(bytes: &[u8]) -> bool {
 
 /// Whether a declared content type is HTML (or XHTML).
 fn is_html_type(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = super::media_type_essence(content_type);
     matches!(essence.as_str(), "text/html" | "application/xhtml+xml")
 }
 

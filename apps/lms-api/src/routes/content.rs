@@ -279,12 +279,7 @@ fn raw_asset_path<'r>(req: &'r HttpRequest, route: &str) -> &'r str {
 const ASSET_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
 
 fn renders_as_page(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = super::media_type_essence(content_type);
     matches!(
         essence.as_str(),
         "text/html" | "application/xhtml+xml" | "text/xml" | "application/xml" | "text/xsl"

@@ -16,6 +16,17 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::error::ErrorBody;
+
+/// The media type of a `Content-Type` value without parameters, lower-cased
+/// (`Text/HTML; charset=utf-8` -> `text/html`).
+pub(crate) fn media_type_essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
 use crate::paths::API_PREFIX;
 
 /// Name of the bearer security scheme in the OpenAPI document.
