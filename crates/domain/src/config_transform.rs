@@ -134,12 +134,6 @@ impl ConfigTransformer {
         book: &BookRef,
         config: Value,
     ) -> Result<Transformed, TransformError> {
-        if !config.is_object() {
-            return Err(TransformError::InvalidConfig {
-                at: String::new(),
-                reason: "config is not a JSON object",
-            });
-        }
         self.transform(book, config, true).await
     }
 
@@ -150,12 +144,6 @@ impl ConfigTransformer {
         book: &BookRef,
         section: Value,
     ) -> Result<Transformed, TransformError> {
-        if !section.is_object() {
-            return Err(TransformError::InvalidConfig {
-                at: String::new(),
-                reason: "activity config is not a JSON object",
-            });
-        }
         self.transform(book, section, false).await
     }
 
@@ -165,6 +153,16 @@ impl ConfigTransformer {
         mut config: Value,
         is_book: bool,
     ) -> Result<Transformed, TransformError> {
+        if !config.is_object() {
+            return Err(TransformError::InvalidConfig {
+                at: String::new(),
+                reason: if is_book {
+                    "config is not a JSON object"
+                } else {
+                    "activity config is not a JSON object"
+                },
+            });
+        }
         let book_name = book.book_name();
 
         // Pass 1: classify every path slot, in walk order, and collect the distinct paths.

@@ -43,13 +43,14 @@ fn mime_json() -> HeaderValue {
 /// Whether the request's `If-None-Match` matches `etag`: any entry of a list, weak comparison
 /// (`W/"x"` matches `"x"`), and `*` matches anything (RFC 9110 §13.1.2).
 fn if_none_match_hits(req: &HttpRequest, etag: &str) -> bool {
-    let weak = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
-    let etag = weak(etag);
-    req.headers()
+    // Several header lines are one comma-separated list (RFC 9110 5.3).
+    let list = req
+        .headers()
         .get_all(header::IF_NONE_MATCH)
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|candidate| candidate.trim() == "*" || weak(candidate) == etag)
+        .collect::<Vec<_>>()
+        .join(",");
+    domain::book_content::if_none_match_hits(Some(&list), Some(etag))
 }
 
 /// `Cache-Control` of images served behind bearer auth: `private`, so no shared cache keeps a
