@@ -12,6 +12,7 @@ pub mod errors;
 pub mod keys;
 pub mod leases;
 pub mod linker;
+pub mod materials;
 pub mod memory;
 pub mod ports;
 pub mod signed_links;

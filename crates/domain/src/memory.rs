@@ -14,9 +14,11 @@ use dcs_client::{
 };
 use uuid::Uuid;
 
+use crate::materials::{MaterialChanges, MaterialPage, MaterialQuery, MaterialRecord, Quota};
 use crate::ports::{
     CacheInvalidator, Clock, DeliveryObserver, DeliveryOutcome, DeliveryRecord, DeliveryStatus,
-    DeliveryStore, Lease, LeaseStore, StoreError, SubscriptionApi,
+    DeliveryStore, Lease, LeaseStore, MaterialRepository, ScanError, ScanSession, ScanVerdict,
+    StoreError, SubscriptionApi, VirusScanner,
 };
 use crate::webhooks::Invalidation;
 
@@ -386,5 +388,263 @@ impl DeliveryObserver for CountingObserver {
         *lock(&self.0)
             .entry((event.to_owned(), outcome))
             .or_insert(0) += 1;
+    }
+}
+
+// ----- teacher materials ----------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct MaterialTables {
+    materials: HashMap<Uuid, MaterialRecord>,
+    /// teacher -> (used, quota)
+    quotas: HashMap<Uuid, Quota>,
+    /// Fail the next `insert` (tests of the "database fails after the upload" path).
+    fail_next_insert: bool,
+}
+
+/// A [`MaterialRepository`] in memory; one lock makes every call atomic. Clones share the
+/// tables.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryMaterials(Arc<Mutex<MaterialTables>>);
+
+impl MemoryMaterials {
+    /// No materials, no quota rows.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the next [`MaterialRepository::insert`] fail (and change nothing).
+    pub fn fail_next_insert(&self) {
+        lock(&self.0).fail_next_insert = true;
+    }
+
+    /// Every stored record, any teacher.
+    pub fn all(&self) -> Vec<MaterialRecord> {
+        lock(&self.0).materials.values().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl MaterialRepository for MemoryMaterials {
+    async fn quota(&self, teacher: Uuid, default_quota: u64) -> Result<Quota, StoreError> {
+        Ok(lock(&self.0)
+            .quotas
+            .get(&teacher)
+            .copied()
+            .unwrap_or(Quota {
+                used_bytes: 0,
+                quota_bytes: default_quota,
+            }))
+    }
+
+    async fn reserve(
+        &self,
+        teacher: Uuid,
+        bytes: u64,
+        default_quota: u64,
+    ) -> Result<Option<Quota>, StoreError> {
+        let mut tables = lock(&self.0);
+        let quota = tables.quotas.entry(teacher).or_insert(Quota {
+            used_bytes: 0,
+            quota_bytes: default_quota,
+        });
+        match quota.used_bytes.checked_add(bytes) {
+            Some(used) if used <= quota.quota_bytes => {
+                quota.used_bytes = used;
+                Ok(Some(*quota))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn release(&self, teacher: Uuid, bytes: u64) -> Result<(), StoreError> {
+        if let Some(quota) = lock(&self.0).quotas.get_mut(&teacher) {
+            quota.used_bytes = quota.used_bytes.saturating_sub(bytes);
+        }
+        Ok(())
+    }
+
+    async fn insert(
+        &self,
+        record: &MaterialRecord,
+        unused_reservation: u64,
+    ) -> Result<(), StoreError> {
+        let mut tables = lock(&self.0);
+        if std::mem::take(&mut tables.fail_next_insert) {
+            return Err(StoreError::new("injected insert failure"));
+        }
+        if tables.materials.contains_key(&record.id) {
+            return Err(StoreError::new(format!("material {} exists", record.id)));
+        }
+        tables.materials.insert(record.id, record.clone());
+        if let Some(quota) = tables.quotas.get_mut(&record.teacher_id) {
+            quota.used_bytes = quota.used_bytes.saturating_sub(unused_reservation);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, teacher: Uuid, id: Uuid) -> Result<Option<MaterialRecord>, StoreError> {
+        Ok(lock(&self.0)
+            .materials
+            .get(&id)
+            .filter(|record| record.teacher_id == teacher)
+            .cloned())
+    }
+
+    async fn list(&self, teacher: Uuid, query: &MaterialQuery) -> Result<MaterialPage, StoreError> {
+        let tables = lock(&self.0);
+        let mut items: Vec<MaterialRecord> = tables
+            .materials
+            .values()
+            .filter(|r| r.teacher_id == teacher && query.kind.is_none_or(|kind| r.kind == kind))
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        let total = items.len() as u64;
+        let items = items
+            .into_iter()
+            .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
+            .collect();
+        Ok(MaterialPage { items, total })
+    }
+
+    async fn update(
+        &self,
+        teacher: Uuid,
+        id: Uuid,
+        changes: &MaterialChanges,
+    ) -> Result<Option<MaterialRecord>, StoreError> {
+        let mut tables = lock(&self.0);
+        let Some(record) = tables
+            .materials
+            .get_mut(&id)
+            .filter(|record| record.teacher_id == teacher)
+        else {
+            return Ok(None);
+        };
+        if let Some(name) = &changes.name {
+            record.name.clone_from(name);
+        }
+        if let Some(content) = &changes.text_content {
+            record.text_content = Some(content.clone());
+        }
+        if let Some(url) = &changes.url {
+            record.url = Some(url.clone());
+        }
+        record.updated_at = changes.updated_at;
+        Ok(Some(record.clone()))
+    }
+
+    async fn delete(&self, teacher: Uuid, id: Uuid) -> Result<Option<MaterialRecord>, StoreError> {
+        let mut tables = lock(&self.0);
+        if !tables
+            .materials
+            .get(&id)
+            .is_some_and(|record| record.teacher_id == teacher)
+        {
+            return Ok(None);
+        }
+        let record = tables.materials.remove(&id);
+        if let Some(size) = record.as_ref().and_then(|r| r.file_size)
+            && let Some(quota) = tables.quotas.get_mut(&teacher)
+        {
+            quota.used_bytes = quota.used_bytes.saturating_sub(size);
+        }
+        Ok(record)
+    }
+
+    async fn set_quota(&self, teacher: Uuid, quota_bytes: u64) -> Result<Quota, StoreError> {
+        let mut tables = lock(&self.0);
+        let quota = tables.quotas.entry(teacher).or_insert(Quota {
+            used_bytes: 0,
+            quota_bytes,
+        });
+        quota.quota_bytes = quota_bytes;
+        Ok(*quota)
+    }
+}
+
+/// A [`VirusScanner`] that finds one byte pattern anywhere in a stream (also across chunk
+/// boundaries), for tests without clamd. It can be switched to unreachable.
+#[derive(Debug, Clone)]
+pub struct PatternScanner {
+    pattern: Arc<[u8]>,
+    signature: Arc<str>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PatternScanner {
+    /// Reports `signature` for streams that contain `pattern`.
+    pub fn new(pattern: &[u8], signature: &str) -> Self {
+        Self {
+            pattern: pattern.into(),
+            signature: signature.into(),
+            down: Arc::default(),
+        }
+    }
+
+    /// Makes the scanner unreachable (`true`) or reachable again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check_up(&self) -> Result<(), ScanError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(ScanError("scanner unreachable (test switch)".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+struct PatternSession {
+    scanner: PatternScanner,
+    /// The last `pattern.len() - 1` bytes seen, so a match across chunks is found.
+    tail: Vec<u8>,
+    found: bool,
+}
+
+#[async_trait]
+impl VirusScanner for PatternScanner {
+    async fn start(&self) -> Result<Box<dyn ScanSession>, ScanError> {
+        self.check_up()?;
+        Ok(Box::new(PatternSession {
+            scanner: self.clone(),
+            tail: Vec::new(),
+            found: false,
+        }))
+    }
+
+    async fn ready(&self) -> Result<(), ScanError> {
+        self.check_up()
+    }
+}
+
+#[async_trait]
+impl ScanSession for PatternSession {
+    async fn feed(&mut self, chunk: &[u8]) -> Result<(), ScanError> {
+        self.scanner.check_up()?;
+        let pattern = &self.scanner.pattern;
+        self.tail.extend_from_slice(chunk);
+        if !self.found && self.tail.windows(pattern.len()).any(|w| w == &pattern[..]) {
+            self.found = true;
+        }
+        let keep = pattern.len().saturating_sub(1);
+        if self.tail.len() > keep {
+            self.tail.drain(..self.tail.len() - keep);
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<ScanVerdict, ScanError> {
+        self.scanner.check_up()?;
+        Ok(if self.found {
+            ScanVerdict::Infected {
+                signature: self.scanner.signature.to_string(),
+            }
+        } else {
+            ScanVerdict::Clean
+        })
     }
 }

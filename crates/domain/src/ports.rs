@@ -11,6 +11,8 @@
 //! | [`SubscriptionApi`] | DCS's webhook subscriptions | [`DcsSubscriptions`] over `dcs_client::DcsApi`, memory |
 //! | [`CacheInvalidator`] | applying an invalidation plan | [`crate::catalog::Catalog`], memory |
 //! | [`DeliveryObserver`] | counting webhook deliveries | [`NoObserver`], the app's Prometheus counter |
+//! | [`MaterialRepository`] | teacher materials and quotas | memory, SQL (`teacher_materials`, `teacher_storage_quotas`) |
+//! | [`VirusScanner`] | scanning uploads as they stream | [`crate::materials::ClamdScanner`] over clamd, memory |
 //!
 //! The catalog's ports are `dcs_client::DcsApi` and `cache::Cache` themselves.
 
@@ -25,6 +27,7 @@ use dcs_client::{
 };
 use uuid::Uuid;
 
+use crate::materials::{MaterialChanges, MaterialPage, MaterialQuery, MaterialRecord, Quota};
 use crate::webhooks::Invalidation;
 
 // ----- time -----------------------------------------------------------------------------------
@@ -318,3 +321,98 @@ pub trait EventFollower: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct FollowUpError(pub String);
+
+// ----- teacher materials ----------------------------------------------------------------------
+
+/// Teacher materials and quotas. Every call is scoped to one teacher: a material of another
+/// teacher is as absent as one that never existed.
+///
+/// Quota arithmetic is the adapter's to make atomic: [`reserve`](Self::reserve) must never
+/// let concurrent callers (in this process or another) take usage over the quota, and
+/// [`insert`](Self::insert) / [`delete`](Self::delete) change rows and usage together or not
+/// at all, so usage always equals the sizes of stored files plus reservations in flight.
+#[async_trait]
+pub trait MaterialRepository: Send + Sync + Debug {
+    /// The teacher's quota. A teacher without a quota row has `default_quota` and nothing used
+    /// (nothing is written).
+    async fn quota(&self, teacher: Uuid, default_quota: u64) -> Result<Quota, StoreError>;
+
+    /// Adds `bytes` to the teacher's usage if the result stays within the quota, creating the
+    /// row with `default_quota` first when there is none. `Some(quota after)` when reserved,
+    /// `None` (and nothing changed) when it would not fit.
+    async fn reserve(
+        &self,
+        teacher: Uuid,
+        bytes: u64,
+        default_quota: u64,
+    ) -> Result<Option<Quota>, StoreError>;
+
+    /// Gives back `bytes` of an earlier reservation (usage never goes below zero).
+    async fn release(&self, teacher: Uuid, bytes: u64) -> Result<(), StoreError>;
+
+    /// Inserts `record` and gives back `unused_reservation` bytes, in one transaction. A file's
+    /// `file_size` is already counted by the reservations that preceded it.
+    async fn insert(
+        &self,
+        record: &MaterialRecord,
+        unused_reservation: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The teacher's material `id`.
+    async fn get(&self, teacher: Uuid, id: Uuid) -> Result<Option<MaterialRecord>, StoreError>;
+
+    /// The teacher's materials, newest first (`created_at`, then `id`, descending).
+    async fn list(&self, teacher: Uuid, query: &MaterialQuery) -> Result<MaterialPage, StoreError>;
+
+    /// Applies `changes` to the teacher's material `id`; `None` when there is none.
+    async fn update(
+        &self,
+        teacher: Uuid,
+        id: Uuid,
+        changes: &MaterialChanges,
+    ) -> Result<Option<MaterialRecord>, StoreError>;
+
+    /// Deletes the teacher's material `id` and gives back its `file_size`, in one transaction.
+    /// `None` when there is none.
+    async fn delete(&self, teacher: Uuid, id: Uuid) -> Result<Option<MaterialRecord>, StoreError>;
+
+    /// Sets the teacher's quota (creating the row; usage is kept even when above it).
+    async fn set_quota(&self, teacher: Uuid, quota_bytes: u64) -> Result<Quota, StoreError>;
+}
+
+/// What a scan found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanVerdict {
+    Clean,
+    /// The scanner's name for what it found.
+    Infected {
+        signature: String,
+    },
+}
+
+/// The scanner could not give a verdict (unreachable, timed out, refused the stream). The
+/// message is for logs.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ScanError(pub String);
+
+/// Scans uploads while they stream: one [`ScanSession`] per upload, fed the same chunks that
+/// go to storage, with the verdict at the end.
+#[async_trait]
+pub trait VirusScanner: Send + Sync + Debug {
+    /// Opens a scan of one stream.
+    async fn start(&self) -> Result<Box<dyn ScanSession>, ScanError>;
+
+    /// The scanner answers (for `/ready`).
+    async fn ready(&self) -> Result<(), ScanError>;
+}
+
+/// One stream being scanned.
+#[async_trait]
+pub trait ScanSession: Send {
+    /// The next bytes of the stream.
+    async fn feed(&mut self, chunk: &[u8]) -> Result<(), ScanError>;
+
+    /// The end of the stream: the verdict.
+    async fn finish(self: Box<Self>) -> Result<ScanVerdict, ScanError>;
+}
