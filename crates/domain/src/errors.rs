@@ -81,6 +81,34 @@ pub enum Code {
     /// Another instance is registering the DCS subscription.
     WebhookRegistrationInProgress,
 
+    // ----- teacher materials -----------------------------------------------------------------
+    /// No material with this id among the caller's.
+    MaterialNotFound,
+    /// A multipart upload that is not one file part (missing, doubled, cut off, malformed).
+    InvalidUpload,
+    /// An uploaded file with no bytes.
+    EmptyFile,
+    /// A file over `MATERIAL_MAX_BYTES`.
+    FileTooLarge,
+    /// A file whose declared type, extension and bytes do not agree on an allowed type.
+    UnsupportedFileType,
+    /// The upload does not fit the teacher's remaining quota.
+    QuotaExceeded,
+    /// The virus scanner found something.
+    VirusDetected,
+    /// Scanning is on and the scanner cannot be reached.
+    ScannerUnavailable,
+    /// A material or file name that cannot be used.
+    InvalidName,
+    /// A link that cannot be stored.
+    InvalidUrl,
+    /// A note that cannot be stored (empty or over 50 KB).
+    InvalidNote,
+    /// `/stream` of something that is not audio or video.
+    MaterialNotStreamable,
+    /// The object store holding teacher files is unreachable or failing.
+    FileStorageUnavailable,
+
     // ----- bare statuses (answers that carry no error of ours) -------------------------------
     /// 401 without a more specific code.
     Unauthorized,
@@ -233,6 +261,35 @@ impl Code {
                 "webhook_registration_in_progress",
                 409,
                 Some("Another instance is registering the webhook right now; try again shortly."),
+                Some(5),
+            ),
+
+            MaterialNotFound => row("material_not_found", 404, Some("Material not found"), None),
+            InvalidUpload => row("invalid_upload", 400, None, None),
+            EmptyFile => row("empty_file", 400, Some("The file is empty."), None),
+            FileTooLarge => row("file_too_large", 413, None, None),
+            UnsupportedFileType => row("unsupported_file_type", 415, None, None),
+            QuotaExceeded => row("quota_exceeded", 413, None, None),
+            VirusDetected => row("virus_detected", 422, None, None),
+            ScannerUnavailable => row(
+                "scanner_unavailable",
+                503,
+                Some("Uploads cannot be checked for viruses right now. Please try again."),
+                Some(30),
+            ),
+            InvalidName => row("invalid_name", 422, None, None),
+            InvalidUrl => row("invalid_url", 422, None, None),
+            InvalidNote => row("invalid_note", 422, None, None),
+            MaterialNotStreamable => row(
+                "material_not_streamable",
+                400,
+                Some("Only audio and video materials can be streamed; use /download."),
+                None,
+            ),
+            FileStorageUnavailable => row(
+                "file_storage_unavailable",
+                503,
+                Some("File storage temporarily unavailable. Please try again."),
                 Some(5),
             ),
 
@@ -422,6 +479,19 @@ mod tests {
             Code::WebhookFollowUpFailed,
             Code::CacheInvalidationIncomplete,
             Code::WebhookRegistrationInProgress,
+            Code::MaterialNotFound,
+            Code::InvalidUpload,
+            Code::EmptyFile,
+            Code::FileTooLarge,
+            Code::UnsupportedFileType,
+            Code::QuotaExceeded,
+            Code::VirusDetected,
+            Code::ScannerUnavailable,
+            Code::InvalidName,
+            Code::InvalidUrl,
+            Code::InvalidNote,
+            Code::MaterialNotStreamable,
+            Code::FileStorageUnavailable,
             Code::Unauthorized,
             Code::NotAcceptable,
             Code::RequestTimeout,

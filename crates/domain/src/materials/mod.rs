@@ -1,8 +1,19 @@
 //! Teacher materials: files (documents, images, audio, video) streamed into object storage,
-//! links and notes, with per-teacher quotas.
+//! links and notes, with per-teacher quotas. [`MaterialService`] holds the rules; the ports
+//! it runs on are [`crate::ports::MaterialRepository`] and [`crate::ports::VirusScanner`].
 
+mod error;
+pub mod file_types;
 mod model;
+pub mod rules;
+mod service;
 
+pub use error::MaterialError;
+pub use file_types::{FileType, FileTypeError, check_file_type};
 pub use model::{
     MaterialChanges, MaterialKind, MaterialPage, MaterialQuery, MaterialRecord, Quota,
+};
+pub use service::{
+    FileUpload, MAX_PAGE, MaterialEdit, MaterialLimits, MaterialService, OpenedFile, RESERVE_STEP,
+    ReadPurpose, StagedFile,
 };
