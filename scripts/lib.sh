@@ -62,3 +62,12 @@ ensure_chromium() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   command -v chromium >/dev/null || die "chromium did not install"
 }
+
+# ClamAV's daemon (Debian's clamav-daemon) for the clamd crate's tests, which start their own
+# clamd with a one-signature database: no freshclam run and no system service needed.
+ensure_clamd() {
+  if command -v clamd >/dev/null || [ -x /usr/sbin/clamd ]; then return 0; fi
+  log "installing clamd (Debian package clamav-daemon)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav-daemon >/dev/null
+  command -v clamd >/dev/null || [ -x /usr/sbin/clamd ] || die "clamd did not install"
+}
