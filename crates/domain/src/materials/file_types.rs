@@ -369,7 +369,7 @@ mod tests {
             ("text/plain", "run.txt", b"#!/bin/sh\nrm -rf /\n".as_slice()),
             ("text/plain", "page.txt", b"<html><script>alert(1)</script>"),
             ("text/plain", "x.txt", b"hello <?php system($_GET['c']); ?>"),
-            ("image/png", "x.png", ELF),
+            ("image/png", "x.png", &[ELF, &[0u8; 64]].concat()),
             (
                 "application/pdf",
                 "x.pdf",

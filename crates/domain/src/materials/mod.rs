@@ -2,12 +2,14 @@
 //! links and notes, with per-teacher quotas. [`MaterialService`] holds the rules; the ports
 //! it runs on are [`crate::ports::MaterialRepository`] and [`crate::ports::VirusScanner`].
 
+mod clamd_scanner;
 mod error;
 pub mod file_types;
 mod model;
 pub mod rules;
 mod service;
 
+pub use clamd_scanner::ClamdScanner;
 pub use error::MaterialError;
 pub use file_types::{FileType, FileTypeError, check_file_type};
 pub use model::{
@@ -17,3 +19,6 @@ pub use service::{
     FileUpload, MAX_PAGE, MaterialEdit, MaterialLimits, MaterialService, OpenedFile, RESERVE_STEP,
     ReadPurpose, StagedFile,
 };
+
+#[cfg(test)]
+mod tests;
