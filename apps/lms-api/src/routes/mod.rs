@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod content;
+pub mod materials;
 pub mod system;
 pub mod webhooks;
 
@@ -58,6 +59,18 @@ fn configure_v1(cfg: &mut ServiceConfig) {
         .service(content::book_asset)
         .service(content::book_media)
         .service(content::import_activities)
+        // `quota` before `{id}`, which would match it too.
+        .service(materials::material_quota)
+        .service(materials::upload_material)
+        .service(materials::create_note)
+        .service(materials::create_link)
+        .service(materials::list_materials)
+        .service(materials::get_material)
+        .service(materials::download_material)
+        .service(materials::stream_material)
+        .service(materials::update_material)
+        .service(materials::delete_material)
+        .service(materials::set_teacher_quota)
         .service(admin::cache_stats)
         .service(admin::cache_clear);
     cfg.service(webhooks::dream_storage_webhook)
@@ -79,7 +92,8 @@ fn configure_v1(cfg: &mut ServiceConfig) {
         (name = "auth", description = "The authenticated caller"),
         (name = "catalog", description = "Publishers and books from Dream Central Storage, cached"),
         (name = "content", description = "Book configs with asset URLs, activities, assets and media (streamed, with ranges)"),
-        (name = "admin", description = "Cache and webhook administration (admin role)"),
+        (name = "materials", description = "Teacher materials: files streamed to object storage, notes and links, with quotas (teacher role, own materials only)"),
+        (name = "admin", description = "Cache, webhook and quota administration (admin role)"),
         (name = "webhooks", description = "Deliveries from Dream Central Storage, signed with HMAC-SHA256"),
     )
 )]

@@ -27,11 +27,11 @@ pub use self::cache::CacheSettings;
 pub use self::database::{DatabaseKind, DatabaseUrl, SecretUrl};
 pub use self::dcs::{DCS_DEFAULT_EMAIL, DCS_DEFAULT_PASSWORD, DEV_WEBHOOK_SECRET, DcsSettings};
 pub use self::guards::GuardSettings;
-pub use self::materials::ClamdAddr;
 use self::reader::Reader;
 pub use self::reader::{EnvSource, SettingsError, SettingsProblem};
 pub use self::server::{DEV_JWT_SECRET, Environment};
 pub use self::storage::{AssetDelivery, StorageBackend, StorageSettings};
+pub use clamd::ClamdAddr;
 
 /// Everything the server is configured with. `Debug` never shows secret values.
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ pub mod file_types;
 mod model;
 pub mod rules;
 mod service;
+mod views;
 
 pub use clamd_scanner::ClamdScanner;
 pub use error::MaterialError;
@@ -19,6 +20,7 @@ pub use service::{
     FileUpload, MAX_PAGE, MaterialEdit, MaterialLimits, MaterialService, OpenedFile, RESERVE_STEP,
     ReadPurpose, StagedFile,
 };
+pub use views::{MaterialView, QuotaView, WARNING_PERCENT};
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,670 @@
+//! Teacher materials: streamed multipart uploads, notes, links, lists, downloads and playback,
+//! edits and deletes, and the admin's quota setting. The rules are the domain's
+//! ([`domain::materials::MaterialService`]); this module reads HTTP and writes JSON.
+//!
+//! Only the owning teacher sees a material (anyone else's id answers 404); other roles get
+//! 403 on the teacher routes, and only admins set quotas.
+
+use std::io;
+
+use actix_multipart::{Field, Multipart, MultipartError};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
+use bytes::{Bytes, BytesMut};
+use domain::book_content::{AssetAnswer, AssetRequest};
+use domain::errors::Code;
+use domain::materials::{
+    FileUpload, MaterialEdit, MaterialError, MaterialKind, MaterialRecord, MaterialView, QuotaView,
+    ReadPurpose, StagedFile, rules,
+};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::{AdminOnly, RequireRole, TeacherOnly};
+use crate::error::{ApiError, ErrorBody};
+use crate::guards::client_key;
+use crate::routes::content::{body_response, header_str, not_modified, unsatisfiable};
+use crate::state::AppState;
+
+/// Multipart framing allowed on top of `MATERIAL_MAX_BYTES` before a `Content-Length` alone
+/// refuses an upload (boundaries, part headers, a `name` field).
+const MULTIPART_ALLOWANCE: u64 = 64 * 1024;
+/// Largest non-file form field (`name`).
+const MAX_FIELD_BYTES: usize = 4 * 1024;
+/// Chunks buffered between the request body and the store (backpressure beyond that).
+const UPLOAD_CHANNEL_CHUNKS: usize = 4;
+
+impl From<MaterialError> for ApiError {
+    fn from(error: MaterialError) -> Self {
+        // 413s are sent before the body is read to its end: close the connection rather than
+        // read the rest.
+        let closes = matches!(error, MaterialError::TooLarge { .. });
+        let error = Self::from_domain(error);
+        if closes {
+            error.with_header(header::CONNECTION, HeaderValue::from_static("close"))
+        } else {
+            error
+        }
+    }
+}
+
+fn view(state: &AppState, record: MaterialRecord) -> Result<MaterialView, ApiError> {
+    let url = state.materials.download_url(&record)?;
+    Ok(MaterialView::new(record, url))
+}
+
+/// A material and the teacher's quota after the change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MaterialWithQuota {
+    pub material: MaterialView,
+    pub quota: QuotaView,
+}
+
+/// One page of a teacher's materials, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MaterialList {
+    pub items: Vec<MaterialView>,
+    /// Materials matching the filter, on every page.
+    pub total: u64,
+    pub skip: u64,
+    pub limit: u64,
+    pub quota: QuotaView,
+}
+
+/// Filter and page of a list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this type: `document`, `image`, `audio`, `video`, `url` or `text_note`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    kind: Option<String>,
+    /// Materials to skip (default 0).
+    #[param(minimum = 0)]
+    skip: Option<u64>,
+    /// Page size, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u64>,
+}
+
+/// A new note.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewNote {
+    /// 1 to 255 characters, no control characters, no `/` or `\`.
+    pub name: String,
+    /// Up to 50 KB of text.
+    pub content: String,
+}
+
+/// A new link.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewLink {
+    pub name: String,
+    /// `http` or `https`, up to 2,000 characters.
+    pub url: String,
+}
+
+/// An edit: rename any material; change a note's text or a link's URL.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaterialPatch {
+    pub name: Option<String>,
+    /// Notes only (`text_content` or `content`).
+    #[serde(alias = "content")]
+    pub text_content: Option<String>,
+    /// Links only.
+    pub url: Option<String>,
+}
+
+/// A quota an admin sets.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct QuotaUpdate {
+    /// Bytes.
+    pub quota_bytes: u64,
+}
+
+/// The quota an admin set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuotaSet {
+    pub teacher_id: Uuid,
+    pub quota: QuotaView,
+    /// The new quota is below what the teacher already uses: nothing is deleted, but uploads
+    /// are refused until usage is below it.
+    pub below_usage: bool,
+    /// What the answer means, in words.
+    pub detail: String,
+}
+
+fn invalid_upload(message: &'static str) -> ApiError {
+    ApiError::from(MaterialError::InvalidUpload(message.into()))
+}
+
+fn multipart_error(error: MultipartError) -> ApiError {
+    match error {
+        MultipartError::ContentTypeMissing
+        | MultipartError::ContentTypeParse
+        | MultipartError::ContentTypeIncompatible
+        | MultipartError::BoundaryMissing => ApiError::from_code(Code::UnsupportedMediaType)
+            .with_detail("Send the upload as multipart/form-data with a boundary."),
+        other => ApiError::from(MaterialError::InvalidUpload(format!(
+            "The multipart body is not valid: {other}."
+        ))),
+    }
+}
+
+/// The next part of the form, waiting at most the body read timeout for it.
+async fn next_field(form: &mut Multipart, state: &AppState) -> Result<Option<Field>, ApiError> {
+    match tokio::time::timeout(state.settings.guards.body_read_timeout, form.next()).await {
+        Ok(Some(Ok(field))) => Ok(Some(field)),
+        Ok(Some(Err(error))) => Err(multipart_error(error)),
+        Ok(None) => Ok(None),
+        Err(_) => Err(body_timeout()),
+    }
+}
+
+fn body_timeout() -> ApiError {
+    ApiError::from_code(Code::RequestTimeout)
+        .with_detail("The request body did not arrive in time")
+        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+}
+
+/// A small text field, whole.
+async fn read_text_field(
+    mut field: Field,
+    state: &AppState,
+    what: &'static str,
+) -> Result<String, ApiError> {
+    let mut value = BytesMut::new();
+    loop {
+        let chunk =
+            match tokio::time::timeout(state.settings.guards.body_read_timeout, field.next()).await
+            {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(Some(Err(error))) => return Err(multipart_error(error)),
+                Ok(None) => break,
+                Err(_) => return Err(body_timeout()),
+            };
+        if value.len() + chunk.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::from(MaterialError::Name(
+                rules::NameError::TooLong {
+                    what,
+                    chars: value.len() + chunk.len(),
+                },
+            )));
+        }
+        value.extend_from_slice(&chunk);
+    }
+    String::from_utf8(value.to_vec())
+        .map_err(|_| invalid_upload("A form field is not valid UTF-8."))
+}
+
+/// Why feeding the file part stopped early.
+enum FeedEnd {
+    Done,
+    TimedOut,
+}
+
+/// Streams the `file` part to the domain: the part is read here (actix's body is tied to this
+/// worker) and handed over through a small channel, so the store sees a `Send` stream and
+/// memory stays bounded by the channel.
+async fn store_file_part(
+    state: &AppState,
+    teacher: Uuid,
+    mut field: Field,
+) -> Result<StagedFile, ApiError> {
+    let filename = field
+        .content_disposition()
+        .and_then(|cd| cd.get_filename())
+        .map(str::to_owned)
+        .ok_or_else(|| invalid_upload("The file part has no filename."))?;
+    let declared_type = field
+        .content_type()
+        .map(|mime| mime.essence_str().to_owned());
+    let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(UPLOAD_CHANNEL_CHUNKS);
+    let body = Box::pin(futures_util::stream::unfold(
+        receiver,
+        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+    ));
+    let idle = state.settings.guards.body_read_timeout;
+    let feed = async move {
+        loop {
+            let item = match tokio::time::timeout(idle, field.next()).await {
+                Ok(Some(Ok(chunk))) => Ok(chunk),
+                Ok(Some(Err(error))) => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    error.to_string(),
+                )),
+                Ok(None) => return FeedEnd::Done,
+                Err(_) => {
+                    let _ = sender
+                        .send(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "body read timeout",
+                        )))
+                        .await;
+                    return FeedEnd::TimedOut;
+                }
+            };
+            let failed = item.is_err();
+            // The store stopped reading (it refused the file): stop too.
+            if sender.send(item).await.is_err() || failed {
+                return FeedEnd::Done;
+            }
+        }
+    };
+    let upload = state.materials.store_file(
+        teacher,
+        FileUpload {
+            filename,
+            declared_type,
+            body,
+        },
+    );
+    let (stored, fed) = futures_util::future::join(upload, feed).await;
+    match (stored, fed) {
+        (Err(_), FeedEnd::TimedOut) => Err(body_timeout()),
+        (stored, _) => Ok(stored?),
+    }
+}
+
+/// Uploads one file (multipart `file`, optional `name`), streamed to storage.
+#[utoipa::path(
+    tag = "materials",
+    security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "`file`: the file (its part's `Content-Type` and file name must agree with its bytes); `name`: optional display name"),
+    responses(
+        (status = 201, body = MaterialWithQuota),
+        (status = 400, description = "`invalid_upload` (no `file` part, two of them, a cut-off or malformed body), `empty_file`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 408, description = "The body stopped arriving (`request_timeout`)", body = ErrorBody),
+        (status = 413, description = "`file_too_large` (over `MATERIAL_MAX_BYTES`, also from `Content-Length` alone) or `quota_exceeded`", body = ErrorBody),
+        (status = 415, description = "`unsupported_file_type`: type, extension and content disagree, or a script or executable", body = ErrorBody),
+        (status = 422, description = "`virus_detected` (with `signature`), `invalid_name`", body = ErrorBody),
+        (status = 503, description = "`scanner_unavailable`, `file_storage_unavailable`", body = ErrorBody),
+    )
+)]
+#[post("/teachers/materials/upload")]
+pub async fn upload_material(
+    req: HttpRequest,
+    teacher: RequireRole<TeacherOnly>,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let limit = state.materials.limits().max_file_bytes;
+    let declared_length =
+        header_str(&req, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|len| len > limit.saturating_add(MULTIPART_ALLOWANCE)) {
+        return Err(MaterialError::TooLarge { limit }.into());
+    }
+    let mut form = Multipart::new(req.headers(), payload);
+    let mut name: Option<String> = None;
+    let mut staged: Option<StagedFile> = None;
+    while let Some(field) = next_field(&mut form, &state).await? {
+        match field.name() {
+            Some("file") => {
+                if staged.is_some() {
+                    // Dropping the staged file deletes it and gives its quota back.
+                    return Err(invalid_upload("Send exactly one file part named 'file'."));
+                }
+                staged = Some(store_file_part(&state, teacher.sub, field).await?);
+            }
+            Some("name") => {
+                let value = read_text_field(field, &state, "name").await?;
+                // Checked before a following file part is streamed.
+                rules::check_name(&value, "name").map_err(MaterialError::from)?;
+                name = Some(value);
+            }
+            _ => {
+                // Other fields (the frontend may send more) are read and ignored, within limits.
+                read_text_field(field, &state, "form field").await?;
+            }
+        }
+    }
+    let staged = staged.ok_or_else(|| invalid_upload("The form has no part named 'file'."))?;
+    let (record, quota) = state.materials.commit(staged, name.as_deref()).await?;
+    tracing::info!(
+        teacher = %teacher.sub,
+        material = %record.id,
+        bytes = record.file_size.unwrap_or(0),
+        kind = record.kind.as_str(),
+        "material uploaded"
+    );
+    Ok(HttpResponse::Created().json(MaterialWithQuota {
+        material: view(&state, record)?,
+        quota: quota.into(),
+    }))
+}
+
+/// Stores a note.
+#[utoipa::path(
+    tag = "materials",
+    security(("bearer" = [])),
+    request_body = NewNote,
+    responses(
+        (status = 201, body = MaterialView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 422, description = "`invalid_name`, `invalid_note` (empty or over 50 KB)", body = ErrorBody),
+    )
+)]
+#[post("/teachers/materials/notes")]
+pub async fn create_note(
+    teacher: RequireRole<TeacherOnly>,
+    state: web::Data<AppState>,
+    body: web::Json<NewNote>,
+) -> Result<HttpResponse, ApiError> {
+    let record = state
+        .materials
+        .create_note(teacher.sub, &body.name, &body.content)
+        .await?;
+    Ok(HttpResponse::Created().json(view(&state, record)?))
+}
+
+/// Stores a link.
+#[utoipa::path(
+    tag = "materials",
+    security(("bearer" = [])),
+    request_body = NewLink,
+    responses(
+        (status = 201, body = MaterialView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 422, description = "`invalid_name`, `invalid_url` (not http(s), over 2,000 characters)", body = ErrorBody),
+    )
+)]
+#[post("/teachers/materials/urls")]
+pub async fn create_link(
+    teacher: RequireRole<TeacherOnly>,
+    state: web::Data<AppState>,
+    body: web::Json<NewLink>,
+) -> Result<HttpResponse, ApiError> {
+    let record = state
+        .materials
+        .create_link(teacher.sub, &body.name, &body.url)
+        .await?;
+    Ok(HttpResponse::Created().json(view(&state, record)?))
+}
+
+/// The caller's materials, newest first, with the quota.
+#[utoipa::path(
+    tag = "materials",
+    security(("bearer" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, body = MaterialList),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    )
+)]
+#[get("/teachers/materials")]
+pub async fn list_materials(
+    teacher: RequireRole<TeacherOnly>,
+    state: web::Data<AppState>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = match params.kind.as_deref() {
+        None | Some("") => None,
+        Some(name) => Some(MaterialKind::parse(name).ok_or_else(|| {
+            ApiError::from_code(Code::InvalidQuery).with_detail(format!(
+                "Unknown type {name:?}: use document, image, audio, video, url or text_note."
+            ))
+        })?),
+    };
+    let skip = params.skip.unwrap_or(0);
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=domain::materials::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::from_code(Code::InvalidQuery).with_detail("limit must be 1..=100"));
+    }
+    let (page, quota) = state.materials.list(teacher.sub, kind, skip, limit).await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|record| view(&state, record))
+        .collect::<Result<_, _>>()?;
+    Ok(HttpResponse::Ok().json(MaterialList {
+        items,
+        total: page.total,
+        skip,
+        limit,
+        quota: quota.into(),
+    }))
+}
+
+/// The caller's quota.
+#[utoipa::path(
+    tag = "materials",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = QuotaView),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    )
+)]
+#[get("/teachers/materials/quota")]
+pub async fn material_quota(
+    teacher: RequireRole<TeacherOnly>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let quota = state.materials.quota(teacher.sub).await?;
+    Ok(HttpResponse::Ok().json(QuotaView::from(quota)))
+}
+
+/// One of the caller's materials.
+#[utoipa::path(
+    tag = "materials",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Material id")),
+    responses(
+        (status = 200, body = MaterialView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "`material_not_found` (also another teacher's)", body = ErrorBody),
+    )
+)]
+#[get("/teachers/materials/{id}")]
+pub async fn get_material(
+    teacher: RequireRole<TeacherOnly>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let record = state.materials.get(teacher.sub, *id).await?;
+    Ok(HttpResponse::Ok().json(view(&state, record)?))
+}
+
+async fn send_file(
+    req: HttpRequest,
+    teacher: Uuid,
+    state: web::Data<AppState>,
+    id: Uuid,
+    purpose: ReadPurpose,
+) -> Result<HttpResponse, ApiError> {
+    let slot = state.guards.stream_slot(client_key(&req, Some(teacher)))?;
+    let request = AssetRequest {
+        range: header_str(&req, header::RANGE),
+        if_range: header_str(&req, header::IF_RANGE),
+        if_none_match: header_str(&req, header::IF_NONE_MATCH),
+    };
+    let opened = state.materials.open(teacher, id, purpose, &request).await?;
+    // A teacher's own file behind a token: no shared cache keeps it.
+    let cache_control = "private, no-cache";
+    let mut response = match opened.answer {
+        AssetAnswer::Body(body) => body_response(body, cache_control, &state.guards, slot),
+        AssetAnswer::NotModified { etag } => not_modified(etag, cache_control),
+        AssetAnswer::RangeNotSatisfiable { size } => return Err(unsatisfiable(size)),
+    };
+    if let Ok(value) = HeaderValue::from_str(&opened.content_disposition) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// The file, as an attachment with its original name (RFC 6266), streamed with ranges.
+#[utoipa::path(
+    tag = "materials",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Material id")),
+    responses(
+        (status = 200, description = "The bytes (`Content-Disposition: attachment`)"),
+        (status = 206, description = "A byte range"),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 400, description = "A link or a note: there is no file", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 416, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+#[get("/teachers/materials/{id}/download")]
+pub async fn download_material(
+    req: HttpRequest,
+    teacher: RequireRole<TeacherOnly>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    send_file(req, teacher.sub, state, *id, ReadPurpose::Download).await
+}
+
+/// Audio or video for playback (`inline`), with RFC 9110 ranges.
+#[utoipa::path(
+    tag = "materials",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Material id")),
+    responses(
+        (status = 200, description = "The bytes (`Content-Disposition: inline`)"),
+        (status = 206, description = "A byte range"),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 400, description = "`material_not_streamable`: not audio or video", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 416, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+#[get("/teachers/materials/{id}/stream")]
+pub async fn stream_material(
+    req: HttpRequest,
+    teacher: RequireRole<TeacherOnly>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    send_file(req, teacher.sub, state, *id, ReadPurpose::Stream).await
+}
+
+/// Renames a material, or edits a note's text or a link's URL.
+#[utoipa::path(
+    tag = "materials",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Material id")),
+    request_body = MaterialPatch,
+    responses(
+        (status = 200, body = MaterialView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "`invalid_name`, `invalid_note`, `invalid_url`, `invalid_body`", body = ErrorBody),
+    )
+)]
+#[patch("/teachers/materials/{id}")]
+pub async fn update_material(
+    teacher: RequireRole<TeacherOnly>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: web::Json<MaterialPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let record = state
+        .materials
+        .update(
+            teacher.sub,
+            *id,
+            MaterialEdit {
+                name: body.name,
+                text_content: body.text_content,
+                url: body.url,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(view(&state, record)?))
+}
+
+/// Deletes a material: its file, its row and its bytes of quota.
+#[utoipa::path(
+    tag = "materials",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Material id")),
+    responses(
+        (status = 200, description = "The quota after the delete", body = QuotaView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+#[delete("/teachers/materials/{id}")]
+pub async fn delete_material(
+    teacher: RequireRole<TeacherOnly>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let quota = state.materials.delete(teacher.sub, *id).await?;
+    Ok(HttpResponse::Ok().json(QuotaView::from(quota)))
+}
+
+/// Sets a teacher's storage quota (admin).
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("teacher_id" = Uuid, Path, description = "The teacher's user id")),
+    request_body = QuotaUpdate,
+    responses(
+        (status = 200, body = QuotaSet),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+#[put("/admin/teachers/{teacher_id}/quota")]
+pub async fn set_teacher_quota(
+    admin: RequireRole<AdminOnly>,
+    state: web::Data<AppState>,
+    teacher_id: web::Path<Uuid>,
+    body: web::Json<QuotaUpdate>,
+) -> Result<HttpResponse, ApiError> {
+    let teacher = *teacher_id;
+    let quota = state.materials.set_quota(teacher, body.quota_bytes).await?;
+    let below_usage = quota.used_bytes > quota.quota_bytes;
+    let detail = if below_usage {
+        format!(
+            "Quota set to {} bytes, below the {} bytes already used: nothing is deleted, but \
+             uploads are refused until usage is below the quota.",
+            quota.quota_bytes, quota.used_bytes
+        )
+    } else {
+        format!("Quota set to {} bytes.", quota.quota_bytes)
+    };
+    tracing::info!(admin = %admin.sub, %teacher, quota_bytes = quota.quota_bytes, below_usage, "teacher quota set");
+    Ok(HttpResponse::build(StatusCode::OK).json(QuotaSet {
+        teacher_id: teacher,
+        quota: quota.into(),
+        below_usage,
+        detail,
+    }))
+}
