@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_webhook_event_logs;
 mod m20261122_000002_create_leader_locks;
 mod m20261202_000003_create_activities;
+mod m20261202_000004_create_teacher_materials;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_webhook_event_logs::Migration),
             Box::new(m20261122_000002_create_leader_locks::Migration),
             Box::new(m20261202_000003_create_activities::Migration),
+            Box::new(m20261202_000004_create_teacher_materials::Migration),
         ]
     }
 }

@@ -499,7 +499,7 @@ impl MaterialRepository for MemoryMaterials {
             .filter(|r| r.teacher_id == teacher && query.kind.is_none_or(|kind| r.kind == kind))
             .cloned()
             .collect();
-        items.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        items.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
         let total = items.len() as u64;
         let items = items
             .into_iter()
@@ -538,10 +538,10 @@ impl MaterialRepository for MemoryMaterials {
 
     async fn delete(&self, teacher: Uuid, id: Uuid) -> Result<Option<MaterialRecord>, StoreError> {
         let mut tables = lock(&self.0);
-        if !tables
+        if tables
             .materials
             .get(&id)
-            .is_some_and(|record| record.teacher_id == teacher)
+            .is_none_or(|record| record.teacher_id != teacher)
         {
             return Ok(None);
         }

@@ -1,15 +1,18 @@
 //! Everything that knows sea-orm: the connection and migrations (SQLite embedded by default,
 //! PostgreSQL via `DATABASE_URL=postgres://...`), the entities, and the adapters that implement
-//! the domain's ports over them ([`SqlDeliveryStore`], [`SqlLeaseStore`], [`SqlActivityStore`]).
+//! the domain's ports over them ([`SqlDeliveryStore`], [`SqlLeaseStore`], [`SqlActivityStore`],
+//! [`SqlMaterialStore`]).
 
 pub mod activity_store;
 pub mod delivery_store;
 pub mod entities;
 pub mod lease_store;
+pub mod material_store;
 
 pub use activity_store::SqlActivityStore;
 pub use delivery_store::SqlDeliveryStore;
 pub use lease_store::SqlLeaseStore;
+pub use material_store::SqlMaterialStore;
 
 use std::time::Duration;
 

@@ -309,6 +309,8 @@ async fn migrate_applies_the_schema_on_postgres() {
             "activities",
             "leader_locks",
             "seaql_migrations",
+            "teacher_materials",
+            "teacher_storage_quotas",
             "webhook_event_logs"
         ]
     );

@@ -29,6 +29,8 @@ async fn migrations_apply_once_and_roll_back(database: TestDatabase) {
             "activities",
             "leader_locks",
             "seaql_migrations",
+            "teacher_materials",
+            "teacher_storage_quotas",
             "webhook_event_logs"
         ]
     );
@@ -52,6 +54,8 @@ async fn migrations_apply_once_and_roll_back(database: TestDatabase) {
             "activities",
             "leader_locks",
             "seaql_migrations",
+            "teacher_materials",
+            "teacher_storage_quotas",
             "webhook_event_logs"
         ]
     );

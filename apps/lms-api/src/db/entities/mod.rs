@@ -4,4 +4,6 @@
 
 pub mod activity;
 pub mod leader_lock;
+pub mod teacher_material;
+pub mod teacher_storage_quota;
 pub mod webhook_event_log;
