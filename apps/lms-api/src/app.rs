@@ -15,7 +15,7 @@ use utoipa_actix_web::AppExt;
 
 use crate::auth::JwtKeys;
 use crate::cache_metrics::{cache_collector, dcs_collector};
-use crate::db::{self, DbSetupError, SqlActivityStore, SqlDeliveryStore};
+use crate::db::{self, DbSetupError, SqlActivityStore, SqlDeliveryStore, SqlMaterialStore};
 use crate::error::{
     AllowedMethods, json_error_handler, normalize_error_responses, path_error_handler,
     query_error_handler, unmatched_route,
@@ -127,7 +127,7 @@ fn materials_service(
         .clone()
         .map(|addr| Arc::new(ClamdScanner::new(clamd::Clamd::new(addr))) as Arc<dyn VirusScanner>);
     MaterialService::new(
-        Arc::new(domain::memory::MemoryMaterials::new()), // MERGE-SQL {db:?}
+        Arc::new(SqlMaterialStore::new(db.clone())),
         services.storage.teachers.clone(),
         scanner,
         MaterialLimits {

@@ -225,10 +225,12 @@ async fn store_file_part(
         .content_type()
         .map(|mime| mime.essence_str().to_owned());
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(UPLOAD_CHANNEL_CHUNKS);
-    let body = Box::pin(futures_util::stream::unfold(
-        receiver,
-        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
-    ));
+    let body = Box::pin(
+        futures_util::stream::unfold(receiver, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .fuse(),
+    );
     let idle = state.settings.guards.body_read_timeout;
     let feed = async move {
         loop {

@@ -17,6 +17,7 @@ mod errors;
 mod guards;
 mod head;
 mod leader_locks;
+mod materials;
 mod materials_store;
 mod multi_instance;
 mod settings;

@@ -209,6 +209,7 @@ impl MaterialService {
         let pump = Pump {
             prefix: Some(prefix.freeze()),
             source: body,
+            source_ended: ended,
             received: 0,
             limit,
             reservation: reservation.clone(),
@@ -623,6 +624,8 @@ fn spawn_cleanup(what: &'static str, task: impl Future<Output = ()> + Send + 'st
 struct Pump {
     prefix: Option<Bytes>,
     source: ByteStream,
+    /// The body already ended while the prefix was read (it must not be polled again).
+    source_ended: bool,
     received: u64,
     limit: u64,
     reservation: Arc<Reservation>,
@@ -652,10 +655,14 @@ impl Pump {
     async fn next(&mut self) -> Result<Option<Bytes>, MaterialError> {
         let chunk = match self.prefix.take() {
             Some(prefix) => prefix,
+            None if self.source_ended => return self.end().await.map(|()| None),
             None => match self.source.next().await {
                 Some(Ok(chunk)) => chunk,
                 Some(Err(error)) => return Err(MaterialError::Body(error.to_string())),
-                None => return self.end().await.map(|()| None),
+                None => {
+                    self.source_ended = true;
+                    return self.end().await.map(|()| None);
+                }
             },
         };
         if chunk.is_empty() {

@@ -94,7 +94,11 @@ async fn life_of_materials(database: TestDatabase, backend: Backend) {
     let refused = json_body(response).await;
     assert_eq!(refused["code"], "virus_detected");
     assert_eq!(refused["signature"], clamd::testing::REPORTED_SIGNATURE);
-    assert_eq!(stack.objects().await.len(), 2, "the infected file is not stored");
+    assert_eq!(
+        stack.objects().await.len(),
+        2,
+        "the infected file is not stored"
+    );
     assert_eq!(stack.used(teacher).await, 250_000);
 
     let response = actix_test::call_service(
@@ -107,8 +111,14 @@ async fn life_of_materials(database: TestDatabase, backend: Backend) {
     )
     .await;
     assert_eq!(response.status(), 206);
-    assert_eq!(crate::support::header(&response, "content-range"), "bytes 0-9/50000");
-    assert_eq!(crate::support::header(&response, "content-type"), "audio/mpeg");
+    assert_eq!(
+        crate::support::header(&response, "content-range"),
+        "bytes 0-9/50000"
+    );
+    assert_eq!(
+        crate::support::header(&response, "content-type"),
+        "audio/mpeg"
+    );
     assert_eq!(
         crate::support::header(&response, "content-disposition"),
         "inline; filename=\"song.mp3\""
@@ -177,7 +187,12 @@ async fn life_of_materials(database: TestDatabase, backend: Backend) {
     assert_eq!(audio_only["items"][0]["id"], song_id.as_str());
     let quota = get_json(&app, &auth, "/api/v1/teachers/materials/quota").await;
     assert_eq!(quota["used_bytes"], 250_000);
-    let one = get_json(&app, &auth, &format!("/api/v1/teachers/materials/{note_id}")).await;
+    let one = get_json(
+        &app,
+        &auth,
+        &format!("/api/v1/teachers/materials/{note_id}"),
+    )
+    .await;
     assert_eq!(one["name"], "Reminder");
 
     // Edits.
@@ -192,7 +207,10 @@ async fn life_of_materials(database: TestDatabase, backend: Backend) {
     .await;
     assert_eq!(response.status(), 200);
     let edited = json_body(response).await;
-    assert_eq!((edited["name"].as_str(), edited["text_content"].as_str()), (Some("Reminder 2"), Some("Bring paint")));
+    assert_eq!(
+        (edited["name"].as_str(), edited["text_content"].as_str()),
+        (Some("Reminder 2"), Some("Bring paint"))
+    );
     let response = actix_test::call_service(
         &app,
         actix_test::TestRequest::patch()
@@ -282,9 +300,11 @@ where
             .unwrap()
         }
         Backend::Fs => {
-            let response =
-                actix_test::call_service(app, actix_test::TestRequest::get().uri(&path).to_request())
-                    .await;
+            let response = actix_test::call_service(
+                app,
+                actix_test::TestRequest::get().uri(&path).to_request(),
+            )
+            .await;
             let mut head = format!("HTTP/1.1 {}\r\n", response.status().as_u16());
             for (name, value) in response.headers() {
                 head.push_str(&format!("{}: {}\r\n", name, value.to_str().unwrap_or("")));

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use actix_web::test as actix_test;
 use clamd::testing::ClamdServer;
-use lms_api::auth::{JwtKeys, Role};
 use lms_api::AppState;
+use lms_api::auth::{JwtKeys, Role};
 use storage::testing::{ACCESS, S3sFs, SECRET};
 use uuid::Uuid;
 
@@ -137,9 +137,18 @@ impl Stack {
             .then(|| ClamdServer::start().expect("clamd (scripts/test.sh installs it)"));
         let root = objects.path().display().to_string();
         let endpoint = s3.as_ref().map(S3sFs::endpoint).unwrap_or_default();
-        let clamd_addr = clamd.as_ref().map(|c| c.addr().to_string()).unwrap_or_default();
-        let max = options.max_file_bytes.map(|v| v.to_string()).unwrap_or_default();
-        let quota = options.quota_bytes.map(|v| v.to_string()).unwrap_or_default();
+        let clamd_addr = clamd
+            .as_ref()
+            .map(|c| c.addr().to_string())
+            .unwrap_or_default();
+        let max = options
+            .max_file_bytes
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let quota = options
+            .quota_bytes
+            .map(|v| v.to_string())
+            .unwrap_or_default();
         let mut vars = vec![
             ("LMS_JWT_SECRET", TEST_JWT_SECRET),
             ("DATABASE_URL", database.url.as_str()),
@@ -228,9 +237,17 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(self.objects().await, Vec::<String>::new(), "{context}: objects left");
+        assert_eq!(
+            self.objects().await,
+            Vec::<String>::new(),
+            "{context}: objects left"
+        );
         assert_eq!(self.rows().await, 0, "{context}: rows left");
-        assert_eq!(self.used(teacher).await, 0, "{context}: quota not given back");
+        assert_eq!(
+            self.used(teacher).await,
+            0,
+            "{context}: quota not given back"
+        );
         if let Some(s3) = &self.s3 {
             assert_eq!(
                 s3.pending_upload_files(),
