@@ -296,8 +296,19 @@ pub fn raw_exchange(address: &str, head: &str, body: &[u8], close_write: bool) -
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-/// The JSON body of a raw answer.
+/// The JSON body of the first answer in a raw exchange (by its `Content-Length`).
 pub fn raw_json(answer: &str) -> serde_json::Value {
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null)
+    let Some((head, rest)) = answer.split_once("\r\n\r\n") else {
+        return serde_json::Value::Null;
+    };
+    let length = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .unwrap_or(rest.len());
+    serde_json::from_str(rest.get(..length).unwrap_or(rest)).unwrap_or(serde_json::Value::Null)
 }
