@@ -13,6 +13,8 @@ ensure_redis
 # A real SigV4-verifying S3 server and a browser for the storage and end-to-end tests.
 ensure_s3s_fs
 ensure_chromium
+# A real clamd for the virus-scanning tests (each test starts its own, offline).
+ensure_clamd
 
 # dcs-client's integration tests also run read-only against a real DCS when configured.
 real_dcs_note() {

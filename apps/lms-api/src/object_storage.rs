@@ -15,6 +15,7 @@ use domain::signed_links::{LinkSigner, SignedProxyLinker};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use sha2::Sha256;
+use storage::s3::MIN_PART_SIZE;
 use storage::{
     FsStore, FsUrlSigner, ObjectStore, PresignOptions, PresignWindow, S3Config, S3Store,
     StorageError, SystemClock,
@@ -90,7 +91,9 @@ impl Storage {
                 let endpoint = storage.endpoint.as_ref().ok_or_else(missing)?;
                 let access_key = storage.access_key.as_deref().ok_or_else(missing)?;
                 let secret_key = storage.secret_key.clone().ok_or_else(missing)?;
-                let store = |bucket: &str| -> Result<Arc<dyn ObjectStore>, StorageError> {
+                let store = |bucket: &str,
+                             uploads: Option<(usize, usize)>|
+                 -> Result<Arc<dyn ObjectStore>, StorageError> {
                     let mut config = S3Config::new(
                         endpoint.as_str().trim_end_matches('/'),
                         access_key,
@@ -103,11 +106,19 @@ impl Storage {
                         .map(|url| url.as_str().trim_end_matches('/').to_owned());
                     config.region = storage.region.clone();
                     config.window = window;
+                    if let Some((part_size, in_flight)) = uploads {
+                        config.part_size = part_size;
+                        config.max_in_flight = in_flight;
+                    }
                     Ok(Arc::new(S3Store::new(config)?))
                 };
                 Ok(Self {
-                    content: store(&storage.bucket)?,
-                    teachers: store(&storage.teachers_bucket)?,
+                    content: store(&storage.bucket, None)?,
+                    // Teachers upload through the server, many at once: the smallest parts S3
+                    // allows, one uploading while the next is read, keep an upload's buffers
+                    // near 10 MiB (two copies of a part inside rust-s3 included, about 21 MiB
+                    // peak) at little cost in throughput (docs/benchmarks.md, section 5).
+                    teachers: store(&storage.teachers_bucket, Some((MIN_PART_SIZE, 1)))?,
                     files: None,
                     links,
                     window,

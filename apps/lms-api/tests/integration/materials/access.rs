@@ -42,9 +42,13 @@ async fn the_role_by_endpoint_matrix() {
         let upload = |bytes: &[u8], name: &str, mime: &str| {
             upload_request(&owner_token, form(&[file(name, mime, bytes)])).to_request()
         };
-        let song = json_body(actix_test::call_service(&app, upload(&mp3, "a.mp3", "audio/mpeg")).await).await;
+        let song =
+            json_body(actix_test::call_service(&app, upload(&mp3, "a.mp3", "audio/mpeg")).await)
+                .await;
         let song_id = song["material"]["id"].as_str().unwrap().to_owned();
-        let picture = json_body(actix_test::call_service(&app, upload(&png, "a.png", "image/png")).await).await;
+        let picture =
+            json_body(actix_test::call_service(&app, upload(&png, "a.png", "image/png")).await)
+                .await;
         let picture_id = picture["material"]["id"].as_str().unwrap().to_owned();
 
         let token = match caller {
@@ -60,12 +64,42 @@ async fn the_role_by_endpoint_matrix() {
             ("GET", "/api/v1/teachers/materials".into(), None, 200, 200),
             ("GET", own("quota"), None, 200, 200),
             ("GET", own(&picture_id), None, 200, 404),
-            ("GET", own(&format!("{picture_id}/download")), None, 200, 404),
+            (
+                "GET",
+                own(&format!("{picture_id}/download")),
+                None,
+                200,
+                404,
+            ),
             ("GET", own(&format!("{song_id}/stream")), None, 200, 404),
-            ("PATCH", own(&picture_id), Some(br#"{"name":"renamed"}"#.to_vec()), 200, 404),
-            ("POST", own("notes"), Some(br#"{"name":"n","content":"c"}"#.to_vec()), 201, 201),
-            ("POST", own("urls"), Some(br#"{"name":"n","url":"https://example.org"}"#.to_vec()), 201, 201),
-            ("POST", own("upload"), Some(form(&[file("b.png", "image/png", &png)])), 201, 201),
+            (
+                "PATCH",
+                own(&picture_id),
+                Some(br#"{"name":"renamed"}"#.to_vec()),
+                200,
+                404,
+            ),
+            (
+                "POST",
+                own("notes"),
+                Some(br#"{"name":"n","content":"c"}"#.to_vec()),
+                201,
+                201,
+            ),
+            (
+                "POST",
+                own("urls"),
+                Some(br#"{"name":"n","url":"https://example.org"}"#.to_vec()),
+                201,
+                201,
+            ),
+            (
+                "POST",
+                own("upload"),
+                Some(form(&[file("b.png", "image/png", &png)])),
+                201,
+                201,
+            ),
             ("DELETE", own(&picture_id), None, 200, 404),
         ];
         for (method, uri, body, owner_status, other_status) in endpoints {
@@ -103,7 +137,10 @@ async fn the_role_by_endpoint_matrix() {
             );
             if expected >= 400 {
                 let error = json_body(response).await;
-                assert!(error["code"].is_string(), "{caller:?} {method} {uri}: {error}");
+                assert!(
+                    error["code"].is_string(),
+                    "{caller:?} {method} {uri}: {error}"
+                );
             }
         }
         let _ = is_teacher;
@@ -126,7 +163,12 @@ async fn the_role_by_endpoint_matrix() {
     // The other teacher's failed attempts changed nothing of the owner's.
     let quota = stack.state.materials.quota(owner).await.unwrap();
     let sizes: u64 = {
-        let (page, _) = stack.state.materials.list(owner, None, 0, 100).await.unwrap();
+        let (page, _) = stack
+            .state
+            .materials
+            .list(owner, None, 0, 100)
+            .await
+            .unwrap();
         page.items.iter().filter_map(|r| r.file_size).sum()
     };
     assert_eq!(quota.used_bytes, sizes, "usage equals the stored sizes");
@@ -140,8 +182,11 @@ async fn an_admin_quota_below_usage_is_accepted_and_blocks_uploads() {
     let teacher = Uuid::new_v4();
     let token = token_for(teacher, Role::Teacher);
     let png = png_of(5_000);
-    let response =
-        actix_test::call_service(&app, upload_request(&token, form(&[file("a.png", "image/png", &png)])).to_request()).await;
+    let response = actix_test::call_service(
+        &app,
+        upload_request(&token, form(&[file("a.png", "image/png", &png)])).to_request(),
+    )
+    .await;
     assert_eq!(response.status(), 201);
 
     let admin = token_for(Uuid::new_v4(), Role::Admin);
@@ -162,8 +207,11 @@ async fn an_admin_quota_below_usage_is_accepted_and_blocks_uploads() {
     assert_eq!(set["quota"]["is_full"], true);
     assert!(set["detail"].as_str().unwrap().contains("below"), "{set}");
 
-    let response =
-        actix_test::call_service(&app, upload_request(&token, form(&[file("b.png", "image/png", &png_of(100))])).to_request()).await;
+    let response = actix_test::call_service(
+        &app,
+        upload_request(&token, form(&[file("b.png", "image/png", &png_of(100))])).to_request(),
+    )
+    .await;
     assert_eq!(response.status(), 413);
     let error = json_body(response).await;
     assert_eq!(error["code"], "quota_exceeded");

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use actix_web::test as actix_test;
 use async_trait::async_trait;
 use domain::materials::{
-    MaterialChanges, MaterialLimits, MaterialPage, MaterialQuery, MaterialRecord,
-    MaterialService, Quota,
+    MaterialChanges, MaterialLimits, MaterialPage, MaterialQuery, MaterialRecord, MaterialService,
+    Quota,
 };
 use domain::ports::{MaterialRepository, StoreError, SystemClock};
 use lms_api::auth::Role;
@@ -53,7 +53,10 @@ async fn racing_uploads_for_the_last_bytes(database: TestDatabase) {
     assert_eq!(stack.used(teacher).await, 20_000);
     assert_eq!(stack.objects().await.len(), 20);
     assert_eq!(stack.rows().await, 20);
-    assert_eq!(stack.s3.as_ref().unwrap().pending_upload_files(), Vec::<String>::new());
+    assert_eq!(
+        stack.s3.as_ref().unwrap().pending_upload_files(),
+        Vec::<String>::new()
+    );
 }
 on_both_databases!(racing_uploads_for_the_last_bytes);
 
@@ -66,14 +69,21 @@ impl MaterialRepository for FailingInserts {
     async fn quota(&self, teacher: Uuid, default_quota: u64) -> Result<Quota, StoreError> {
         self.0.quota(teacher, default_quota).await
     }
-    async fn reserve(&self, teacher: Uuid, bytes: u64, default_quota: u64) -> Result<Option<Quota>, StoreError> {
+    async fn reserve(
+        &self,
+        teacher: Uuid,
+        bytes: u64,
+        default_quota: u64,
+    ) -> Result<Option<Quota>, StoreError> {
         self.0.reserve(teacher, bytes, default_quota).await
     }
     async fn release(&self, teacher: Uuid, bytes: u64) -> Result<(), StoreError> {
         self.0.release(teacher, bytes).await
     }
     async fn insert(&self, _: &MaterialRecord, _: u64) -> Result<(), StoreError> {
-        Err(StoreError::new("connection reset by the database (injected)"))
+        Err(StoreError::new(
+            "connection reset by the database (injected)",
+        ))
     }
     async fn get(&self, teacher: Uuid, id: Uuid) -> Result<Option<MaterialRecord>, StoreError> {
         self.0.get(teacher, id).await
@@ -81,7 +91,12 @@ impl MaterialRepository for FailingInserts {
     async fn list(&self, teacher: Uuid, query: &MaterialQuery) -> Result<MaterialPage, StoreError> {
         self.0.list(teacher, query).await
     }
-    async fn update(&self, teacher: Uuid, id: Uuid, changes: &MaterialChanges) -> Result<Option<MaterialRecord>, StoreError> {
+    async fn update(
+        &self,
+        teacher: Uuid,
+        id: Uuid,
+        changes: &MaterialChanges,
+    ) -> Result<Option<MaterialRecord>, StoreError> {
         self.0.update(teacher, id, changes).await
     }
     async fn delete(&self, teacher: Uuid, id: Uuid) -> Result<Option<MaterialRecord>, StoreError> {
@@ -95,7 +110,9 @@ impl MaterialRepository for FailingInserts {
 async fn the_database_failing_after_the_upload_deletes_the_object(database: TestDatabase) {
     let mut stack = Stack::start(database, Backend::S3, StackOptions::default()).await;
     stack.state.materials = Arc::new(MaterialService::new(
-        Arc::new(FailingInserts(SqlMaterialStore::new(stack.database.db.clone()))),
+        Arc::new(FailingInserts(SqlMaterialStore::new(
+            stack.database.db.clone(),
+        ))),
         stack.state.services.storage.teachers.clone(),
         None,
         MaterialLimits {
@@ -117,7 +134,10 @@ async fn the_database_failing_after_the_upload_deletes_the_object(database: Test
     assert_eq!(response.status(), 500);
     let error = json_body(response).await;
     assert_eq!(error["code"], "internal_error");
-    assert!(!error.to_string().contains("injected"), "causes are logged, not shown");
+    assert!(
+        !error.to_string().contains("injected"),
+        "causes are logged, not shown"
+    );
     stack.assert_nothing_left(teacher, "insert failed").await;
 }
 on_both_databases!(the_database_failing_after_the_upload_deletes_the_object);

@@ -41,7 +41,10 @@ async fn refused_forms(database: TestDatabase, backend: Backend) {
         ),
         (
             "two file parts",
-            form(&[file("a.png", "image/png", &png), file("b.png", "image/png", &png)]),
+            form(&[
+                file("a.png", "image/png", &png),
+                file("b.png", "image/png", &png),
+            ]),
             400,
             "invalid_upload",
         ),
@@ -159,7 +162,10 @@ async fn refused_forms(database: TestDatabase, backend: Backend) {
         actix_test::TestRequest::post()
             .uri("/api/v1/teachers/materials/upload")
             .insert_header(("Authorization", format!("Bearer {token}")))
-            .insert_header(("Content-Type", "multipart/form-data; boundary=other-boundary"))
+            .insert_header((
+                "Content-Type",
+                "multipart/form-data; boundary=other-boundary",
+            ))
             .set_payload(form(&[file("a.png", "image/png", &png)]))
             .to_request(),
     )
@@ -182,12 +188,36 @@ async fn refused_forms(database: TestDatabase, backend: Backend) {
 
     // Notes and links.
     for (uri, body, code) in [
-        ("notes", serde_json::json!({"name": "n", "content": "x".repeat(50 * 1024 + 1)}), "invalid_note"),
-        ("notes", serde_json::json!({"name": "n", "content": ""}), "invalid_note"),
-        ("notes", serde_json::json!({"name": "a/b", "content": "x"}), "invalid_name"),
-        ("urls", serde_json::json!({"name": "n", "url": "javascript:alert(1)"}), "invalid_url"),
-        ("urls", serde_json::json!({"name": "n", "url": "ftp://example.org/x"}), "invalid_url"),
-        ("urls", serde_json::json!({"name": "n", "url": format!("https://example.org/{}", "a".repeat(2000))}), "invalid_url"),
+        (
+            "notes",
+            serde_json::json!({"name": "n", "content": "x".repeat(50 * 1024 + 1)}),
+            "invalid_note",
+        ),
+        (
+            "notes",
+            serde_json::json!({"name": "n", "content": ""}),
+            "invalid_note",
+        ),
+        (
+            "notes",
+            serde_json::json!({"name": "a/b", "content": "x"}),
+            "invalid_name",
+        ),
+        (
+            "urls",
+            serde_json::json!({"name": "n", "url": "javascript:alert(1)"}),
+            "invalid_url",
+        ),
+        (
+            "urls",
+            serde_json::json!({"name": "n", "url": "ftp://example.org/x"}),
+            "invalid_url",
+        ),
+        (
+            "urls",
+            serde_json::json!({"name": "n", "url": format!("https://example.org/{}", "a".repeat(2000))}),
+            "invalid_url",
+        ),
     ] {
         let response = actix_test::call_service(
             &app,
@@ -267,7 +297,9 @@ async fn lying_and_oversized_content_lengths() {
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         assert_eq!(raw_json(&answer)["code"], "invalid_upload");
     }
-    stack.assert_nothing_left(teacher, "Content-Length too large").await;
+    stack
+        .assert_nothing_left(teacher, "Content-Length too large")
+        .await;
 
     // A Content-Length smaller than the body: the form ends early for the server.
     let answer = {
@@ -279,6 +311,8 @@ async fn lying_and_oversized_content_lengths() {
     };
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert_eq!(raw_json(&answer)["code"], "invalid_upload");
-    stack.assert_nothing_left(teacher, "Content-Length too small").await;
+    stack
+        .assert_nothing_left(teacher, "Content-Length too small")
+        .await;
     server.stop(false).await;
 }
