@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The committed benchmarks (`just bench`); the figures in docs/benchmarks.md come from them:
-# the catalog load benchmark below, then the presign and config-transform micro-benchmarks.
+# the catalog load benchmark below, the presign and config-transform micro-benchmarks, and the
+# teacher-upload benchmark.
 #
 #  1. Builds the release binaries: lms-api and the two benchmarks of apps/bench.
 #  2. Starts bench_server (apps/bench): lms-api (production wiring, local cache, 200 books in the
@@ -45,7 +46,7 @@ ensure_tools
 
 log "building (release)"
 cargo build --release --locked -p lms-api --bin lms-api
-cargo build --release --locked -p lms-bench --bin bench_server --bin zipf_replay
+cargo build --release --locked -p lms-bench --bin bench_server --bin zipf_replay --bin upload_bench
 BIN=target/release
 
 work=$(mktemp -d)
@@ -352,3 +353,11 @@ log "presigning (crates/storage)"
 cargo bench --locked -p storage --bench presign
 log "config transformation (crates/domain)"
 cargo bench --locked -p domain --bench config_transform
+
+# Section 5: a 100 MiB teacher upload through lms-api next to a direct PUT to s3s-fs, without
+# and with virus scanning (a real clamd, offline).
+ensure_s3s_fs
+ensure_clamd
+log "teacher uploads (apps/bench upload_bench)"
+target/release/upload_bench --lms-api target/release/lms-api --size-mb 100 --rounds 3 | tee "$OUT/upload.md"
+target/release/upload_bench --lms-api target/release/lms-api --size-mb 100 --rounds 3 --scan | tee "$OUT/upload-scan.md"

@@ -8,6 +8,9 @@ use uuid::Uuid;
 use super::*;
 use crate::support::{Engine, TestDatabase, json_body};
 
+/// One endpoint of the matrix: method, URI, body, the owner's status, another teacher's.
+type Endpoint = (&'static str, String, Option<Vec<u8>>, u16, u16);
+
 /// A caller in the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caller {
@@ -57,10 +60,9 @@ async fn the_role_by_endpoint_matrix() {
             Caller::OtherTeacher => Some(token_for(Uuid::new_v4(), Role::Teacher)),
             Caller::Role(role) => Some(token_for(Uuid::new_v4(), role)),
         };
-        let is_teacher = matches!(caller, Caller::Owner | Caller::OtherTeacher);
         // (method, uri, body, status for the owner, for another teacher)
         let own = |path: &str| format!("/api/v1/teachers/materials/{path}");
-        let endpoints: Vec<(&str, String, Option<Vec<u8>>, u16, u16)> = vec![
+        let endpoints: Vec<Endpoint> = vec![
             ("GET", "/api/v1/teachers/materials".into(), None, 200, 200),
             ("GET", own("quota"), None, 200, 200),
             ("GET", own(&picture_id), None, 200, 404),
@@ -143,7 +145,6 @@ async fn the_role_by_endpoint_matrix() {
                 );
             }
         }
-        let _ = is_teacher;
 
         // Only admins set quotas.
         let mut request = actix_test::TestRequest::put()

@@ -115,7 +115,8 @@ pub struct Stack {
     pub state: AppState,
     pub backend: Backend,
     pub s3: Option<S3sFs>,
-    pub clamd: Option<ClamdServer>,
+    /// Kept for its lifetime: the server stops when the stack is dropped.
+    pub _clamd: Option<ClamdServer>,
     _objects: tempfile::TempDir,
     pub database: TestDatabase,
 }
@@ -183,7 +184,7 @@ impl Stack {
             state,
             backend,
             s3,
-            clamd,
+            _clamd: clamd,
             _objects: objects,
             database,
         }
