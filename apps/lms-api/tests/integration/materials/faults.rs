@@ -60,6 +60,35 @@ async fn racing_uploads_for_the_last_bytes(database: TestDatabase) {
 }
 on_both_databases!(racing_uploads_for_the_last_bytes);
 
+/// A quota that runs out after S3 already holds parts of the upload: the multipart upload is
+/// aborted (s3s-fs keeps no part files), and no row or reservation remains.
+async fn a_quota_running_out_mid_upload_aborts_the_multipart_upload(database: TestDatabase) {
+    let stack = Stack::start(
+        database,
+        Backend::S3,
+        StackOptions {
+            quota_bytes: Some(12 << 20),
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let app = actix_test::init_service(create_app(stack.state.clone())).await;
+    let teacher = Uuid::new_v4();
+    let token = token_for(teacher, Role::Teacher);
+    let big = png_of(20 << 20);
+    let response = actix_test::call_service(
+        &app,
+        upload_request(&token, form(&[file("big.png", "image/png", &big)])).to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 413);
+    let error = json_body(response).await;
+    assert_eq!(error["code"], "quota_exceeded");
+    assert_eq!(error["quota_bytes"], (12u64 << 20).to_string());
+    stack.assert_nothing_left(teacher, "quota ran out").await;
+}
+on_both_databases!(a_quota_running_out_mid_upload_aborts_the_multipart_upload);
+
 /// The SQL store with inserts that fail (the database going away after the upload).
 #[derive(Debug)]
 struct FailingInserts(SqlMaterialStore);

@@ -247,6 +247,19 @@ async fn life_of_materials(database: TestDatabase, backend: Backend) {
     .await;
     assert_eq!(response.status(), 404);
     assert_eq!(json_body(response).await["code"], "material_not_found");
+
+    // clamd goes away: uploads are refused with 503 and nothing is stored.
+    let mut stack = stack;
+    drop(stack._clamd.take());
+    let response = actix_test::call_service(
+        &app,
+        upload_request(&token, form(&[file("a.png", "image/png", &png_of(10_000))])).to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(json_body(response).await["code"], "scanner_unavailable");
+    assert_eq!(stack.objects().await, Vec::<String>::new());
+    assert_eq!(stack.used(teacher).await, 0);
 }
 
 /// GET `uri` as JSON, asserting 200.
