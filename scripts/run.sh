@@ -62,6 +62,16 @@ if command -v curl >/dev/null; then
 fi
 cat <<TXT
 
+  Teacher materials: upload a file (streamed; type, extension and content must agree), list
+  them with the quota, download one:
+  curl -H "Authorization: Bearer \$TEACHER_TOKEN" -F name="Page 1" \\
+       -F "file=@testdata/books/FLOWDEMO/images/M1/p2s1.png;type=image/png" \\
+       http://$bind/api/v1/teachers/materials/upload
+  curl -H "Authorization: Bearer \$TEACHER_TOKEN" http://$bind/api/v1/teachers/materials
+  curl -OJ -H "Authorization: Bearer \$TEACHER_TOKEN" http://$bind/api/v1/teachers/materials/<id>/download
+TXT
+cat <<TXT
+
   API description: http://$bind/openapi.json      Ctrl-C stops both servers.
 
 TXT

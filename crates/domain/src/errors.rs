@@ -366,7 +366,7 @@ pub struct Problem {
     /// A retry hint better than the code's default (DCS's own `Retry-After`, for example).
     pub retry_after: Option<Duration>,
     /// Extra top-level fields of the body.
-    pub fields: Vec<(&'static str, String)>,
+    pub fields: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Problem {
@@ -394,7 +394,7 @@ impl Problem {
     }
 
     /// Adds an extra field to the body.
-    pub fn with_field(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn with_field(mut self, name: &'static str, value: impl Into<serde_json::Value>) -> Self {
         self.fields.push((name, value.into()));
         self
     }

@@ -120,7 +120,11 @@ async fn unsigned_and_malformed_deliveries_are_refused_with_their_codes() {
     let problem = error.problem();
     assert_eq!(problem.code, Code::WebhookBodyMalformed);
     assert_eq!(problem.code.status(), 400);
-    assert!(problem.fields.contains(&("event_id", event_id.to_string())));
+    assert!(
+        problem
+            .fields
+            .contains(&("event_id", event_id.to_string().into()))
+    );
     let record = r.log.find(*event_id).await.unwrap().unwrap();
     assert_eq!(record.status, DeliveryStatus::Failed);
 }

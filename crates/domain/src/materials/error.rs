@@ -73,7 +73,7 @@ impl ToProblem for MaterialError {
                     "The file is larger than the limit of {}.",
                     mib(*limit)
                 ))
-                .with_field("max_bytes", limit.to_string()),
+                .with_field("max_bytes", *limit),
             Self::FileType(error) => {
                 Problem::new(Code::UnsupportedFileType).with_detail(error.to_string())
             }
@@ -83,8 +83,8 @@ impl ToProblem for MaterialError {
                     mib(quota.used_bytes),
                     mib(quota.quota_bytes)
                 ))
-                .with_field("used_bytes", quota.used_bytes.to_string())
-                .with_field("quota_bytes", quota.quota_bytes.to_string()),
+                .with_field("used_bytes", quota.used_bytes)
+                .with_field("quota_bytes", quota.quota_bytes),
             Self::Infected { signature } => Problem::new(Code::VirusDetected)
                 .with_detail(format!("The file was rejected: {signature} found."))
                 .with_field("signature", signature.clone()),

@@ -84,7 +84,7 @@ async fn a_quota_running_out_mid_upload_aborts_the_multipart_upload(database: Te
     assert_eq!(response.status(), 413);
     let error = json_body(response).await;
     assert_eq!(error["code"], "quota_exceeded");
-    assert_eq!(error["quota_bytes"], (12u64 << 20).to_string());
+    assert_eq!(error["quota_bytes"], 12u64 << 20);
     stack.assert_nothing_left(teacher, "quota ran out").await;
 }
 on_both_databases!(a_quota_running_out_mid_upload_aborts_the_multipart_upload);
