@@ -172,12 +172,8 @@ fn body_timeout() -> ApiError {
         .with_header(header::CONNECTION, HeaderValue::from_static("close"))
 }
 
-/// A small text field, whole.
-async fn read_text_field(
-    mut field: Field,
-    state: &AppState,
-    what: &'static str,
-) -> Result<String, ApiError> {
+/// A small text field, whole; `None` when it is over [`MAX_FIELD_BYTES`].
+async fn read_text_field(mut field: Field, state: &AppState) -> Result<Option<String>, ApiError> {
     let mut value = BytesMut::new();
     loop {
         let chunk =
@@ -189,16 +185,12 @@ async fn read_text_field(
                 Err(_) => return Err(body_timeout()),
             };
         if value.len() + chunk.len() > MAX_FIELD_BYTES {
-            return Err(ApiError::from(MaterialError::Name(
-                rules::NameError::TooLong {
-                    what,
-                    chars: value.len() + chunk.len(),
-                },
-            )));
+            return Ok(None);
         }
         value.extend_from_slice(&chunk);
     }
     String::from_utf8(value.to_vec())
+        .map(Some)
         .map_err(|_| invalid_upload("A form field is not valid UTF-8."))
 }
 
@@ -316,14 +308,29 @@ pub async fn upload_material(
                 staged = Some(store_file_part(&state, teacher.sub, field).await?);
             }
             Some("name") => {
-                let value = read_text_field(field, &state, "name").await?;
+                let value = read_text_field(field, &state).await?.ok_or_else(|| {
+                    MaterialError::Name(rules::NameError::TooLong {
+                        what: "name",
+                        chars: MAX_FIELD_BYTES + 1,
+                    })
+                })?;
                 // Checked before a following file part is streamed.
                 rules::check_name(&value, "name").map_err(MaterialError::from)?;
                 name = Some(value);
             }
+            _ if field
+                .content_disposition()
+                .is_some_and(|cd| cd.get_filename().is_some()) =>
+            {
+                return Err(invalid_upload("Send exactly one file part named 'file'."));
+            }
             _ => {
-                // Other fields (the frontend may send more) are read and ignored, within limits.
-                read_text_field(field, &state, "form field").await?;
+                // Other text fields (the frontend may send more) are read and ignored.
+                if read_text_field(field, &state).await?.is_none() {
+                    return Err(invalid_upload(
+                        "A form field other than 'file' is over 4 KiB.",
+                    ));
+                }
             }
         }
     }

@@ -97,6 +97,20 @@ async fn refused_forms(database: TestDatabase, backend: Backend) {
             "invalid_name",
         ),
         (
+            "a file under another field name",
+            form(&[
+                file("a.png", "image/png", &png),
+                Part::File {
+                    field: "attachment",
+                    filename: "b.png",
+                    content_type: "image/png",
+                    bytes: &png,
+                },
+            ]),
+            400,
+            "invalid_upload",
+        ),
+        (
             "a type the bytes do not match",
             form(&[file("a.jpg", "image/jpeg", &png)]),
             415,
@@ -256,6 +270,7 @@ async fn lying_and_oversized_content_lengths() {
         Backend::S3,
         StackOptions {
             max_file_bytes: Some(MAX),
+            body_read_timeout: Some("500ms"),
             ..StackOptions::default()
         },
     )

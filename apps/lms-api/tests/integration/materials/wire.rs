@@ -127,6 +127,8 @@ pub struct StackOptions {
     pub scan: bool,
     pub max_file_bytes: Option<u64>,
     pub quota_bytes: Option<u64>,
+    /// `LMS_BODY_READ_TIMEOUT`.
+    pub body_read_timeout: Option<&'static str>,
 }
 
 impl Stack {
@@ -172,6 +174,9 @@ impl Stack {
         }
         if !quota.is_empty() {
             vars.push(("TEACHER_QUOTA_BYTES", quota.as_str()));
+        }
+        if let Some(timeout) = options.body_read_timeout {
+            vars.push(("LMS_BODY_READ_TIMEOUT", timeout));
         }
         let settings = settings_from(&vars).expect("settings");
         if backend == Backend::S3 {
