@@ -221,3 +221,67 @@ async fn storage_failing_mid_upload_leaves_no_row_and_no_reservation() {
     assert_eq!(stack.used(teacher).await, 0);
     server.stop(false).await;
 }
+
+/// Two instances (two app states with their own connection pools) over one PostgreSQL
+/// database and one S3 server: uploads for one teacher, spread over both, still never take
+/// usage over the quota.
+#[actix_web::test]
+async fn racing_uploads_across_two_instances_keep_the_quota_exact() {
+    let Some(database) = TestDatabase::open(Engine::Postgres).await else {
+        return;
+    };
+    let stack = Stack::start(
+        database,
+        Backend::S3,
+        StackOptions {
+            quota_bytes: Some(20_500),
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    // The second instance: same settings, its own pool.
+    let pool = lms_api::db::connect(&stack.state.settings.database_url)
+        .await
+        .expect("second pool");
+    let second =
+        lms_api::AppState::new((*stack.state.settings).clone(), pool).expect("second instance");
+    let first_app = actix_test::init_service(create_app(stack.state.clone())).await;
+    let second_app = actix_test::init_service(create_app(second)).await;
+    let teacher = Uuid::new_v4();
+    let token = token_for(teacher, Role::Teacher);
+    let png = png_of(1_000);
+    let requests = (0..50).map(|i| {
+        let request = upload_request(
+            &token,
+            form(&[file(&format!("{i}.png"), "image/png", &png)]),
+        )
+        .to_request();
+        let (first_app, second_app) = (&first_app, &second_app);
+        async move {
+            if i % 2 == 0 {
+                actix_test::call_service(first_app, request)
+                    .await
+                    .status()
+                    .as_u16()
+            } else {
+                actix_test::call_service(second_app, request)
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        20,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 413),
+        "{statuses:?}"
+    );
+    assert_eq!(stack.used(teacher).await, 20_000);
+    assert_eq!(stack.objects().await.len(), 20);
+    assert_eq!(stack.rows().await, 20);
+}
