@@ -397,3 +397,97 @@ fn serve_is_the_default_command_and_drains_on_sigterm() {
     // Log lines carry no terminal colour codes when stderr is not a terminal.
     assert!(!seen.contains('\u{1b}'), "{seen}");
 }
+
+/// SIGTERM while uploads are in flight: an upload whose body keeps arriving completes (201,
+/// stored, counted), one whose client stalls ends with 408 and leaves nothing, and the process
+/// exits cleanly once both are done.
+#[test]
+fn sigterm_lets_uploads_in_flight_finish_or_fail_cleanly() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::Stdio;
+
+    use crate::materials::{file, form, form_content_type, png_of, token_for};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BINARY)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("LMS_BIND", "127.0.0.1:0")
+        .env("LMS_JWT_SECRET", crate::support::TEST_JWT_SECRET)
+        .env("LMS_BODY_READ_TIMEOUT", "1")
+        .env(
+            "DREAM_CENTRAL_STORAGE_URL",
+            crate::support::shared_dcs_url(),
+        )
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lms-api");
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        if log.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("lms-api exited before listening:\n{seen}");
+        }
+        seen.push_str(&line);
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    let teacher = uuid::Uuid::new_v4();
+    let token = token_for(teacher, lms_api::auth::Role::Teacher);
+    let body = form(&[file("big.png", "image/png", &png_of(8 << 20))]);
+    let head = format!(
+        "POST /api/v1/teachers/materials/upload HTTP/1.1\r\nHost: t\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        form_content_type(),
+        body.len()
+    );
+    let half = body.len() / 2;
+    let mut finishing = TcpStream::connect(&addr).unwrap();
+    finishing.write_all(head.as_bytes()).unwrap();
+    finishing.write_all(&body[..half]).unwrap();
+    let mut stalling = TcpStream::connect(&addr).unwrap();
+    stalling.write_all(head.as_bytes()).unwrap();
+    stalling.write_all(&body[..half]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // New connections are refused once the server stops accepting.
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "still accepting after SIGTERM"
+    );
+
+    finishing.write_all(&body[half..]).unwrap();
+    let mut answer = String::new();
+    finishing.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer:.400}");
+    let mut stalled = String::new();
+    stalling.read_to_string(&mut stalled).unwrap();
+    assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled:.400}");
+
+    let mut rest = String::new();
+    log.read_to_string(&mut rest).unwrap();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit {exit:?}:\n{seen}{rest}");
+    // One object stored (the finished upload), under the teacher's folder.
+    let images = dir
+        .path()
+        .join("data/objects/teachers")
+        .join(teacher.to_string())
+        .join("images");
+    let stored: Vec<_> = std::fs::read_dir(&images)
+        .map(|entries| entries.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+}
