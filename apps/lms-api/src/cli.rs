@@ -170,6 +170,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         state.webhook_registrar("startup"),
         state.settings.guards.webhook_recheck_interval,
     );
+    let _log_pruning = crate::webhooks::log_pruning::start(
+        domain::webhook_log::DeliveryLog::new(crate::db::SqlDeliveryStore::new(state.db.clone())),
+        state.settings.guards.webhook_log_retention,
+    );
 
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;

@@ -233,6 +233,43 @@ pub async fn digests_are_independent(store: impl DeliveryStore + 'static) {
     );
 }
 
+/// Pruning removes exactly the deliveries received before the retention window, whatever
+/// their status, and a pruned delivery sent again is logged afresh.
+pub async fn old_deliveries_are_pruned(store: impl DeliveryStore + 'static) {
+    let clock = ManualClock::at(start());
+    let events = DeliveryLog::with_clock(store, clock.clone());
+    let old = new_record(events.claim(&delivery(), CLAIM_LEASE).await.unwrap());
+    assert!(events.mark_processed(&old).await.unwrap());
+    clock.set(start() + chrono::Duration::hours(1));
+    let other_digest = "1".repeat(64);
+    let recent = NewDelivery {
+        body_sha256: &other_digest,
+        event_type: "book.updated",
+        payload: "{}",
+    };
+    let recent = new_record(events.claim(&recent, CLAIM_LEASE).await.unwrap());
+
+    // Retention of two hours at start + 1 h: nothing is old enough.
+    assert_eq!(events.prune(Duration::from_secs(7200)).await.unwrap(), 0);
+    // 30 minutes: the first delivery (received at start) goes, the second stays.
+    assert_eq!(events.prune(Duration::from_secs(1800)).await.unwrap(), 1);
+    assert_eq!(events.find(old.id).await.unwrap(), None);
+    assert_eq!(events.find(recent.id).await.unwrap(), Some(recent.clone()));
+    // Sent again, the pruned delivery is a new record.
+    let again = new_record(events.claim(&delivery(), CLAIM_LEASE).await.unwrap());
+    assert_ne!(again.id, old.id);
+    // An in-progress claim older than the window is pruned too.
+    clock.set(start() + chrono::Duration::days(2));
+    assert_eq!(events.prune(Duration::from_secs(86_400)).await.unwrap(), 2);
+    assert_eq!(
+        events
+            .count_with_status(DeliveryStatus::Received)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 // ----- lease store ------------------------------------------------------------------------------
 
 const LEASE_TTL: Duration = Duration::from_secs(30);
@@ -1182,6 +1219,11 @@ mod memory_adapters {
     #[tokio::test]
     async fn digests_are_independent() {
         super::digests_are_independent(MemoryDeliveryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn old_deliveries_are_pruned() {
+        super::old_deliveries_are_pruned(MemoryDeliveryStore::new()).await;
     }
 
     #[tokio::test]

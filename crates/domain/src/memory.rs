@@ -143,6 +143,13 @@ impl DeliveryStore for MemoryDeliveryStore {
             .filter(|record| record.status == status)
             .count() as u64)
     }
+
+    async fn delete_received_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut records = lock(&self.0);
+        let before = records.len();
+        records.retain(|_, record| record.received_at >= cutoff);
+        Ok((before - records.len()) as u64)
+    }
 }
 
 /// A [`LeaseStore`] in memory. Clones share the leases.

@@ -151,6 +151,10 @@ pub trait DeliveryStore: Send + Sync + Debug {
 
     /// How many records are in `status`.
     async fn count_with_status(&self, status: DeliveryStatus) -> Result<u64, StoreError>;
+
+    /// Deletes every record received before `cutoff` (whatever its status: a claim that old
+    /// was abandoned long ago). Returns how many went.
+    async fn delete_received_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 // ----- leases ---------------------------------------------------------------------------------

@@ -18,6 +18,8 @@
 //! so a slow processor whose claim was taken over cannot overwrite the new owner's outcome.
 
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -211,6 +213,19 @@ impl DeliveryLog {
     /// How many deliveries are in the given status.
     pub async fn count_with_status(&self, status: DeliveryStatus) -> Result<u64, StoreError> {
         self.store.count_with_status(status).await
+    }
+
+    /// Deletes the deliveries received more than `retention` ago; returns how many went. A
+    /// pruned delivery that DCS sends again is simply processed again (invalidation is
+    /// idempotent), so the retention only needs to outlast DCS's retries.
+    pub async fn prune(&self, retention: std::time::Duration) -> Result<u64, StoreError> {
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let cutoff = self
+            .clock
+            .now()
+            .checked_sub_signed(retention)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        self.store.delete_received_before(cutoff).await
     }
 
     async fn finish(

@@ -165,4 +165,13 @@ impl DeliveryStore for SqlDeliveryStore {
             .await
             .map_err(store_error)
     }
+
+    async fn delete_received_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        Entity::delete_many()
+            .filter(Column::ReceivedAt.lt(cutoff))
+            .exec(&self.db)
+            .await
+            .map(|result| result.rows_affected)
+            .map_err(store_error)
+    }
 }

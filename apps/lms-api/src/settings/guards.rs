@@ -1,7 +1,8 @@
 //! Protection against slow or greedy clients: `LMS_BODY_READ_TIMEOUT`, `LMS_MAX_CONNECTIONS`,
 //! `LMS_CLIENT_REQUEST_TIMEOUT`, `LMS_CLIENT_DISCONNECT_TIMEOUT`, `LMS_STREAM_IDLE_TIMEOUT`,
 //! `LMS_MAX_STREAMS_PER_CLIENT`, `LMS_WORKERS`, and the webhook subscription re-check
-//! (`DCS_WEBHOOK_RECHECK_INTERVAL`).
+//! (`DCS_WEBHOOK_RECHECK_INTERVAL`) and how long deliveries are kept
+//! (`DCS_WEBHOOK_LOG_RETENTION`).
 
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub struct GuardSettings {
     /// `DCS_WEBHOOK_RECHECK_INTERVAL` (seconds, default 900): how often the DCS webhook
     /// subscription is checked again after start-up (DCS may lose or deactivate it).
     pub webhook_recheck_interval: Duration,
+    /// `DCS_WEBHOOK_LOG_RETENTION` (seconds, default 30 days): deliveries older than this are
+    /// deleted from `webhook_event_logs`.
+    pub webhook_log_retention: Duration,
 }
 
 impl Default for GuardSettings {
@@ -49,6 +53,7 @@ impl Default for GuardSettings {
             stream_idle_timeout: Duration::from_secs(30),
             max_streams_per_client: 8,
             webhook_recheck_interval: Duration::from_secs(900),
+            webhook_log_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -90,6 +95,11 @@ pub(super) fn read_guards(env: &mut Reader<'_>) -> GuardSettings {
             env,
             "DCS_WEBHOOK_RECHECK_INTERVAL",
             d.webhook_recheck_interval,
+        ),
+        webhook_log_retention: millis_or_seconds(
+            env,
+            "DCS_WEBHOOK_LOG_RETENTION",
+            d.webhook_log_retention,
         ),
     }
 }

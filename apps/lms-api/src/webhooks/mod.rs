@@ -4,9 +4,11 @@
 //! - [`WebhookService`]: the receiver over the SQL delivery log, the catalog's cache and the
 //!   Prometheus counter, as the route uses it;
 //! - `delivery_metrics`: the `dcs_webhook_deliveries_total` counter;
-//! - `startup_registration`: the background registration `serve` starts.
+//! - `startup_registration`: the background registration `serve` starts;
+//! - `log_pruning`: the background deletion of deliveries older than the retention.
 
 pub mod delivery_metrics;
+pub mod log_pruning;
 pub mod startup_registration;
 
 use std::sync::Arc;

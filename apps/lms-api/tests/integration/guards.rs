@@ -281,6 +281,7 @@ fn guard_variables_are_read_and_checked() {
         ("LMS_STREAM_IDLE_TIMEOUT", "20"),
         ("LMS_MAX_STREAMS_PER_CLIENT", "4"),
         ("DCS_WEBHOOK_RECHECK_INTERVAL", "60"),
+        ("DCS_WEBHOOK_LOG_RETENTION", "86400"),
     ])
     .expect("valid");
     let g = &settings.guards;
@@ -292,6 +293,7 @@ fn guard_variables_are_read_and_checked() {
     assert_eq!(g.stream_idle_timeout, Duration::from_secs(20));
     assert_eq!(g.max_streams_per_client, 4);
     assert_eq!(g.webhook_recheck_interval, Duration::from_secs(60));
+    assert_eq!(g.webhook_log_retention, Duration::from_secs(86_400));
 
     let defaults = crate::support::settings_from(&[]).expect("valid").guards;
     assert_eq!(defaults.body_read_timeout, Duration::from_secs(10));
@@ -300,6 +302,10 @@ fn guard_variables_are_read_and_checked() {
     assert_eq!(defaults.stream_idle_timeout, Duration::from_secs(30));
     assert_eq!(defaults.max_streams_per_client, 8);
     assert_eq!(defaults.webhook_recheck_interval, Duration::from_secs(900));
+    assert_eq!(
+        defaults.webhook_log_retention,
+        Duration::from_secs(30 * 24 * 3600)
+    );
 
     let err = crate::support::settings_from(&[
         ("LMS_BODY_READ_TIMEOUT", "0"),
