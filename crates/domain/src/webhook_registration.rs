@@ -29,23 +29,31 @@ use dcs_client::{
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::errors::{Code, Problem, ToProblem, dcs_is_unavailable};
-use crate::leases::{LeaderLockError, LeaderLocks};
+use crate::leases::{HeldLease, LeaderLockError, LeaderLocks};
 use crate::ports::SubscriptionApi;
 use crate::webhooks::DCS_EVENTS;
 
 /// Name of the lease registration runs under.
 pub const REGISTRATION_LOCK: &str = "dcs-webhook-registration";
 
-/// How long one hold of the lease lasts. It covers one attempt (a few DCS calls, each within
-/// the client's call deadline) and the pause before the next; a crashed holder's lease lapses
-/// after it.
-pub const REGISTRATION_LEASE: Duration = Duration::from_secs(5 * 60);
+/// The lease's TTL. The holder renews it every third of this while it works (including the
+/// pauses between start-up attempts), so a crashed holder's lease lapses within this and
+/// another instance takes over.
+pub const REGISTRATION_LEASE: Duration = Duration::from_secs(15);
 
 /// The events the LMS subscribes to: every event DCS emits.
 pub const SUBSCRIBED_EVENTS: [WebhookEventType; 6] = DCS_EVENTS;
 
 /// Description given to a subscription the LMS creates.
 const SUBSCRIPTION_DESCRIPTION: &str = "Dream LMS: cache invalidation of DCS content";
+
+/// Gives the registration lease up; on failure it lapses on its own after
+/// [`REGISTRATION_LEASE`].
+async fn release(lease: HeldLease) {
+    if let Err(error) = lease.release().await {
+        tracing::warn!(error = %error, "could not release the webhook registration lease");
+    }
+}
 
 /// What a registration changed in DCS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -184,16 +192,15 @@ impl WebhookRegistrar {
 
     /// Registers now, under the lease: [`RegistrationError::Busy`] when another holder has it.
     pub async fn register(&self) -> Result<RegistrationOutcome, RegistrationError> {
-        if self
+        let Some(lease) = self
             .locks
-            .try_acquire(REGISTRATION_LOCK, &self.holder, REGISTRATION_LEASE)
+            .hold(REGISTRATION_LOCK, &self.holder, REGISTRATION_LEASE)
             .await?
-            .is_none()
-        {
+        else {
             return Err(RegistrationError::Busy);
-        }
+        };
         let result = self.sync().await;
-        self.release().await;
+        release(lease).await;
         Ok(result?)
     }
 
@@ -201,28 +208,31 @@ impl WebhookRegistrar {
     /// keeping the lease, so that other instances starting meanwhile skip. Skips when another
     /// instance holds it.
     pub async fn register_at_startup(&self, retry: &StartupRetry) -> StartupOutcome {
+        // Held (and renewed) across the attempts and the pauses between them.
+        let lease = match self
+            .locks
+            .hold(REGISTRATION_LOCK, &self.holder, REGISTRATION_LEASE)
+            .await
+        {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                tracing::info!(
+                    lock = REGISTRATION_LOCK,
+                    "another instance is registering the DCS webhook; skipping"
+                );
+                return StartupOutcome::Skipped;
+            }
+            Err(error) => {
+                let error = RegistrationError::from(error);
+                log_startup_failure(&error, 1);
+                return StartupOutcome::GaveUp(error);
+            }
+        };
         let mut attempt = 1;
         loop {
-            // Taking the lease also renews it between attempts.
-            let lease = self
-                .locks
-                .try_acquire(REGISTRATION_LOCK, &self.holder, REGISTRATION_LEASE)
-                .await
-                .map_err(RegistrationError::from);
-            let result = match lease {
-                Ok(None) => {
-                    tracing::info!(
-                        lock = REGISTRATION_LOCK,
-                        "another instance is registering the DCS webhook; skipping"
-                    );
-                    return StartupOutcome::Skipped;
-                }
-                Ok(Some(_)) => self.sync().await.map_err(RegistrationError::from),
-                Err(error) => Err(error),
-            };
-            match result {
+            match self.sync().await.map_err(RegistrationError::from) {
                 Ok(outcome) => {
-                    self.release().await;
+                    release(lease).await;
                     log_outcome(&outcome);
                     return StartupOutcome::Registered(outcome);
                 }
@@ -240,18 +250,11 @@ impl WebhookRegistrar {
                     attempt += 1;
                 }
                 Err(error) => {
-                    self.release().await;
+                    release(lease).await;
                     log_startup_failure(&error, attempt);
                     return StartupOutcome::GaveUp(error);
                 }
             }
-        }
-    }
-
-    async fn release(&self) {
-        if let Err(error) = self.locks.release(REGISTRATION_LOCK, &self.holder).await {
-            // It lapses on its own after REGISTRATION_LEASE.
-            tracing::warn!(error = %error, "could not release the webhook registration lease");
         }
     }
 
