@@ -505,3 +505,49 @@ async fn refused_dcs_credentials_are_a_clear_502_not_a_500(db: TestDatabase) {
     }
 }
 on_both_databases!(refused_dcs_credentials_are_a_clear_502_not_a_500);
+
+/// Cold-cache stampede: 200 concurrent readers of 20 uncached books (DCS answering slowly,
+/// so every reader arrives while the first fetch of its key is in flight) cause exactly one
+/// DCS call per book.
+#[actix_web::test]
+async fn a_cold_cache_stampede_makes_one_dcs_call_per_key() {
+    let db = TestDatabase::open(crate::support::Engine::Sqlite)
+        .await
+        .unwrap();
+    let dcs = MockDcs::start(MockConfig::default()).await.unwrap();
+    let template = NewBook::from_dir(&MockConfig::default().books_dir.join("FLOWDEMO")).unwrap();
+    let mut ids = vec![dcs.books()[0].id];
+    for number in 2..=20 {
+        let mut book = template.clone();
+        book.book_name = format!("STAMPEDE{number:02}");
+        ids.push(dcs.add_book(book).unwrap().id);
+    }
+    let state = state_with_dcs(&db, dcs.base_url(), Cache::new(CacheConfig::default()));
+    let app = actix_test::init_service(create_app(state)).await;
+    // Log in first, so the count below is of book reads only.
+    let response =
+        actix_test::call_service(&app, get("/api/v1/publishers", Role::Teacher).to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    dcs.inject(
+        "GET /books/",
+        Fault::Latency(Duration::from_millis(300)),
+        None,
+    );
+    let before = dcs.request_count("GET /books/");
+
+    let reads = (0..200).map(|i| {
+        let uri = format!("/api/v1/books/{}", ids[i % ids.len()]);
+        let app = &app;
+        async move {
+            let response =
+                actix_test::call_service(app, get(&uri, Role::Teacher).to_request()).await;
+            response.status()
+        }
+    });
+    let statuses = futures_util::future::join_all(reads).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(dcs.request_count("GET /books/") - before, ids.len());
+}
