@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The committed benchmarks (`just bench`); the figures in docs/benchmarks.md come from them:
 # the catalog load benchmark below, the presign and config-transform micro-benchmarks, and the
-# teacher-upload benchmark.
+# teacher-upload and start-up benchmarks.
 #
 #  1. Builds the release binaries: lms-api and the two benchmarks of apps/bench.
 #  2. Starts bench_server (apps/bench): lms-api (production wiring, local cache, 200 books in the
@@ -46,7 +46,7 @@ ensure_tools
 
 log "building (release)"
 cargo build --release --locked -p lms-api --bin lms-api
-cargo build --release --locked -p lms-bench --bin bench_server --bin zipf_replay --bin upload_bench
+cargo build --release --locked -p lms-bench --bin bench_server --bin zipf_replay --bin upload_bench --bin startup_bench
 BIN=target/release
 
 work=$(mktemp -d)
@@ -361,3 +361,7 @@ ensure_clamd
 log "teacher uploads (apps/bench upload_bench)"
 target/release/upload_bench --lms-api target/release/lms-api --size-mb 100 --rounds 3 | tee "$OUT/upload.md"
 target/release/upload_bench --lms-api target/release/lms-api --size-mb 100 --rounds 3 --scan | tee "$OUT/upload-scan.md"
+
+# Section 6: launch-to-ready time and idle RSS of the release binary.
+log "start-up (apps/bench startup_bench)"
+target/release/startup_bench --lms-api target/release/lms-api --runs 10 | tee "$OUT/startup.md"
