@@ -335,15 +335,23 @@ fn migrate_reports_a_failed_login_without_the_password() {
     assert!(!err.contains("very-secret-pw"), "{err}");
 }
 
-#[test]
-fn serve_is_the_default_command_and_drains_on_sigterm() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpStream;
+/// `lms-api` with no subcommand (so `serve`) in `dir` on a free port, with `env` on top of the
+/// shared fake DCS and `RUST_LOG=info`: the child, its log, the bound address and the log
+/// lines read up to the "listening" line.
+fn spawn_serve(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+    String,
+) {
+    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
-    let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BINARY)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env_clear()
         .env("LMS_BIND", "127.0.0.1:0")
         .env(
@@ -351,12 +359,12 @@ fn serve_is_the_default_command_and_drains_on_sigterm() {
             crate::support::shared_dcs_url(),
         )
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start lms-api");
     let mut log = BufReader::new(child.stderr.take().unwrap());
-
     // The server logs its bound address; port 0 lets the OS pick a free one.
     let mut seen = String::new();
     let addr = loop {
@@ -370,6 +378,16 @@ fn serve_is_the_default_command_and_drains_on_sigterm() {
             break rest.trim().to_owned();
         }
     };
+    (child, log, addr, seen)
+}
+
+#[test]
+fn serve_is_the_default_command_and_drains_on_sigterm() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut log, addr, seen) = spawn_serve(dir.path(), &[]);
 
     let mut stream = TcpStream::connect(&addr).expect("connect");
     stream
@@ -403,41 +421,19 @@ fn serve_is_the_default_command_and_drains_on_sigterm() {
 /// exits cleanly once both are done.
 #[test]
 fn sigterm_lets_uploads_in_flight_finish_or_fail_cleanly() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     use std::net::TcpStream;
-    use std::process::Stdio;
 
     use crate::materials::{file, form, form_content_type, png_of, token_for};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BINARY)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("LMS_BIND", "127.0.0.1:0")
-        .env("LMS_JWT_SECRET", crate::support::TEST_JWT_SECRET)
-        .env("LMS_BODY_READ_TIMEOUT", "1")
-        .env(
-            "DREAM_CENTRAL_STORAGE_URL",
-            crate::support::shared_dcs_url(),
-        )
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lms-api");
-    let mut log = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let addr = loop {
-        let mut line = String::new();
-        if log.read_line(&mut line).unwrap() == 0 {
-            let _ = child.kill();
-            panic!("lms-api exited before listening:\n{seen}");
-        }
-        seen.push_str(&line);
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim().to_owned();
-        }
-    };
+    let (mut child, mut log, addr, seen) = spawn_serve(
+        dir.path(),
+        &[
+            ("LMS_JWT_SECRET", crate::support::TEST_JWT_SECRET),
+            ("LMS_BODY_READ_TIMEOUT", "1"),
+        ],
+    );
     let teacher = uuid::Uuid::new_v4();
     let token = token_for(teacher, lms_api::auth::Role::Teacher);
     let body = form(&[file("big.png", "image/png", &png_of(8 << 20))]);
