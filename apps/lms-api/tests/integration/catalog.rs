@@ -515,7 +515,7 @@ async fn a_cold_cache_stampede_makes_one_dcs_call_per_key() {
         .await
         .unwrap();
     let dcs = MockDcs::start(MockConfig::default()).await.unwrap();
-    let template = NewBook::from_dir(&MockConfig::default().books_dir.join("FLOWDEMO")).unwrap();
+    let template = NewBook::from_dir(MockConfig::default().books_dir.join("FLOWDEMO")).unwrap();
     let mut ids = vec![dcs.books()[0].id];
     for number in 2..=20 {
         let mut book = template.clone();
