@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The committed benchmarks (`just bench`); the figures in docs/benchmarks.md come from them:
 # the catalog load benchmark below, the presign and config-transform micro-benchmarks, and the
-# teacher-upload and start-up benchmarks.
+# teacher-upload, start-up and stalled-client benchmarks.
 #
 #  1. Builds the release binaries: lms-api and the two benchmarks of apps/bench.
 #  2. Starts bench_server (apps/bench): lms-api (production wiring, local cache, 200 books in the
@@ -46,7 +46,7 @@ ensure_tools
 
 log "building (release)"
 cargo build --release --locked -p lms-api --bin lms-api
-cargo build --release --locked -p lms-bench --bin bench_server --bin zipf_replay --bin upload_bench --bin startup_bench
+cargo build --release --locked -p lms-bench --bin bench_server --bin zipf_replay --bin upload_bench --bin startup_bench --bin held_sockets_bench
 BIN=target/release
 
 work=$(mktemp -d)
@@ -365,3 +365,8 @@ target/release/upload_bench --lms-api target/release/lms-api --size-mb 100 --rou
 # Section 6: launch-to-ready time and idle RSS of the release binary.
 log "start-up (apps/bench startup_bench)"
 target/release/startup_bench --lms-api target/release/lms-api --runs 10 | tee "$OUT/startup.md"
+
+# Section 7: thousands of stalled request bodies.
+log "stalled clients (apps/bench held_sockets_bench)"
+ulimit -n 20000 2>/dev/null || true
+target/release/held_sockets_bench --lms-api target/release/lms-api --connections 4000 | tee "$OUT/held-sockets.md"
