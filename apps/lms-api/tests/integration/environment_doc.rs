@@ -135,8 +135,16 @@ fn environment_doc_lists_exactly_the_variables_the_server_reads() {
     let documented = names_in_doc_tables(&read(&path));
 
     // The settings code really is what was scanned (not an empty set from a moved folder).
-    for name in ["LMS_BIND", "DATABASE_URL", "MINIO_TEACHERS_BUCKET", "LMS_FRONTEND_ORIGINS"] {
-        assert!(read_by_code.contains(name), "{name} not found in the settings code");
+    for name in [
+        "LMS_BIND",
+        "DATABASE_URL",
+        "MINIO_TEACHERS_BUCKET",
+        "LMS_FRONTEND_ORIGINS",
+    ] {
+        assert!(
+            read_by_code.contains(name),
+            "{name} not found in the settings code"
+        );
     }
 
     let undocumented = difference(&read_by_code, &documented);
@@ -282,7 +290,10 @@ fn environment_doc_compose_file_sets_only_known_lms_api_variables() {
             }
         }
     }
-    assert!(checked > 10, "found only {checked} lms-api variables in the compose file");
+    assert!(
+        checked > 10,
+        "found only {checked} lms-api variables in the compose file"
+    );
 
     // Every variable the compose file interpolates is listed in deploy/.env.example.
     let listed: BTreeSet<&str> = env_example
@@ -302,9 +313,15 @@ fn environment_doc_compose_file_sets_only_known_lms_api_variables() {
     }
     // And .env.example lists no lms-api-looking variable the server does not read.
     for name in &listed {
-        let lms_prefix = ["LMS_", "DCS_", "DREAM_CENTRAL_STORAGE_", "MINIO_", "PRESIGN_"]
-            .iter()
-            .any(|prefix| name.starts_with(prefix));
+        let lms_prefix = [
+            "LMS_",
+            "DCS_",
+            "DREAM_CENTRAL_STORAGE_",
+            "MINIO_",
+            "PRESIGN_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix));
         if lms_prefix && !known.contains(*name) {
             problems.push(format!(
                 "deploy/.env.example lists {name}, which lms-api does not read"
@@ -324,8 +341,10 @@ fn environment_doc_compose_file_sets_only_known_lms_api_variables() {
 #[test]
 fn environment_doc_parsers_read_what_they_should() {
     assert_eq!(
-        string_literals(r#"env.value("A_B") // "NOT_ME"
-            let x = '"'; env.seconds("C_D", 1);"#),
+        string_literals(
+            r#"env.value("A_B") // "NOT_ME"
+            let x = '"'; env.seconds("C_D", 1);"#
+        ),
         vec!["A_B".to_owned(), "C_D".to_owned()]
     );
     assert_eq!(
@@ -336,6 +355,12 @@ fn environment_doc_parsers_read_what_they_should() {
         interpolated_names("  X: postgres://${A_B:?set it}@h/${C-d} $${NOT}"),
         vec!["A_B".to_owned(), "C".to_owned()]
     );
-    assert_eq!(key_of("      - LMS_ENV=production"), Some("LMS_ENV".to_owned()));
-    assert_eq!(key_of("      LMS_ENV: production"), Some("LMS_ENV".to_owned()));
+    assert_eq!(
+        key_of("      - LMS_ENV=production"),
+        Some("LMS_ENV".to_owned())
+    );
+    assert_eq!(
+        key_of("      LMS_ENV: production"),
+        Some("LMS_ENV".to_owned())
+    );
 }
