@@ -13,6 +13,7 @@ mod catalog;
 mod cli;
 mod content;
 mod database;
+mod environment_doc;
 mod errors;
 mod guards;
 mod head;
