@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use actix_web::HttpServer;
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
@@ -195,28 +194,56 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
 
 /// The HTTP server over `listener` as `serve` runs it: workers, connection limits and client
 /// timeouts from `LMS_WORKERS`, `LMS_MAX_CONNECTIONS`, `LMS_CLIENT_REQUEST_TIMEOUT` and
-/// `LMS_CLIENT_DISCONNECT_TIMEOUT`,
-/// signals left to the caller, 30 s of grace at shutdown. Tests run it over port 0.
+/// `LMS_CLIENT_DISCONNECT_TIMEOUT`, signals left to the caller, 30 s of grace at shutdown.
+/// Tests run it over port 0.
+///
+/// Built from actix-server and actix-http directly (what `actix_web::HttpServer` does inside)
+/// so that each connection can be wrapped: the errors actix-http answers by itself get the
+/// JSON body every other error has ([`crate::protocol_errors`]).
 pub fn http_server(
     state: crate::AppState,
     listener: std::net::TcpListener,
 ) -> std::io::Result<actix_web::dev::Server> {
+    use actix_http::HttpService;
+    use actix_service::{ServiceFactoryExt as _, fn_service, map_config};
+    use actix_web::dev::AppConfig;
+
+    use crate::protocol_errors::JsonProtocolErrors;
+
     let guards = state.settings.guards.clone();
-    let mut server = HttpServer::new(move || create_app(state.clone()));
+    let addr = listener.local_addr()?;
+    let mut builder = actix_server::Server::build();
     if let Some(workers) = guards.workers {
-        server = server.workers(workers);
+        builder = builder.workers(workers);
     }
-    let server = server
+    // Idle keep-alive connections close when shutdown starts instead of holding it up.
+    let shutdown = builder.graceful_shutdown_signal();
+    let server = builder
         // Signals are handled by `serve` so that Ctrl-C drains like SIGTERM instead of aborting.
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-        .max_connections(guards.max_connections)
-        .client_request_timeout(guards.client_request_timeout)
-        .client_disconnect_timeout(guards.client_disconnect_timeout)
-        .listen(listener)?;
-    for bound in server.addrs() {
-        tracing::info!("listening on http://{bound}");
-    }
+        .max_concurrent_connections(guards.max_connections)
+        .listen("lms-api", listener, move || {
+            let shutdown = shutdown.clone();
+            let app = create_app(state.clone());
+            let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .client_request_timeout(guards.client_request_timeout)
+                .client_disconnect_timeout(guards.client_disconnect_timeout)
+                .local_addr(addr)
+                // Request URLs are never built from the app's host setting (links come from
+                // LMS_PUBLIC_URL), so the default AppConfig is enough.
+                .h1(map_config(app, |_| AppConfig::default()));
+            fn_service(|io: actix_rt::net::TcpStream| {
+                let peer = io.peer_addr().ok();
+                std::future::ready(Ok::<_, ()>((JsonProtocolErrors::new(io), peer)))
+            })
+            .and_then(http.map_err(|_| ()))
+        })?;
+    tracing::info!("listening on http://{addr}");
     Ok(server.run())
 }
 

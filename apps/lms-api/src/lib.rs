@@ -12,6 +12,7 @@ pub mod head;
 pub mod metrics;
 pub mod object_storage;
 pub mod paths;
+pub mod protocol_errors;
 pub mod readiness;
 pub mod routes;
 pub mod services;

@@ -113,10 +113,10 @@ async fn run(args: Args, source: EnvSource) -> std::io::Result<()> {
     }
     let bodies = web::Data::new(BaselineBodies(bodies));
 
-    let app_state = state.clone();
-    let lms = HttpServer::new(move || lms_api::create_app(app_state.clone()))
-        .shutdown_timeout(1)
-        .bind(("127.0.0.1", args.lms_port))?;
+    // The server exactly as `lms-api serve` runs it (its connection layer included).
+    let lms_listener = std::net::TcpListener::bind(("127.0.0.1", args.lms_port))?;
+    let lms_addr = lms_listener.local_addr()?;
+    let lms = lms_api::cli::http_server(state.clone(), lms_listener)?;
     let baseline = HttpServer::new(move || {
         App::new()
             .app_data(bodies.clone())
@@ -130,7 +130,7 @@ async fn run(args: Args, source: EnvSource) -> std::io::Result<()> {
         keys.issue(Uuid::new_v4(), role, TOKEN_TTL)
             .map_err(std::io::Error::other)
     };
-    println!("lms_api_url=http://{}", lms.addrs()[0]);
+    println!("lms_api_url=http://{lms_addr}");
     println!("baseline_url=http://{}", baseline.addrs()[0]);
     println!("dcs_url={}", dcs.base_url());
     println!("teacher_token={}", token(Role::Teacher)?);
@@ -138,8 +138,14 @@ async fn run(args: Args, source: EnvSource) -> std::io::Result<()> {
     println!("pid={}", std::process::id());
     println!("ready");
 
-    // Both servers stop on SIGINT/SIGTERM (actix's own signal handling).
-    let (lms_result, baseline_result) = tokio::join!(lms.run(), baseline.run());
+    // The baseline stops on SIGINT/SIGTERM (actix's own signal handling) and then stops
+    // lms-api, whose server leaves signals to its caller.
+    let lms_handle = lms.handle();
+    let (lms_result, baseline_result) = tokio::join!(lms, async move {
+        let result = baseline.run().await;
+        lms_handle.stop(true).await;
+        result
+    });
     lms_result?;
     baseline_result?;
     drop(dcs);

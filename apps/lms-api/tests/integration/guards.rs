@@ -797,3 +797,80 @@ async fn the_openapi_document_states_the_validation_and_the_errors() {
     }
     assert!(responses("/api/v1/books/{id}/cover").get("429").is_some());
 }
+
+/// The errors actix-http answers before any application code (a head it cannot parse, one too
+/// large, one that does not arrive in time) carry the same JSON `{detail, code}` body as every
+/// other error.
+#[actix_web::test]
+async fn protocol_level_errors_carry_the_json_error_body() {
+    let db = sqlite().await;
+    let mut settings = db.settings();
+    // Over 500 ms: actix-http measures this deadline from a clock it refreshes every 500 ms.
+    settings.guards.client_request_timeout = Duration::from_millis(1000);
+    let server = Running::start(AppState::new(settings, db.db.clone()).expect("state")).await;
+
+    let huge = "x".repeat(200 * 1024);
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "oversized headers",
+            format!("GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {huge}\r\n\r\n").into_bytes(),
+            431,
+            "request_header_fields_too_large",
+        ),
+        (
+            "a malformed header line",
+            b"GET /health HTTP/1.1\r\nHost: t\r\nthis is not a header\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "Content-Length and Transfer-Encoding together",
+            b"POST /api/v1/webhooks/dream-storage HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\
+              Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "a garbled request line",
+            b"GARBAGE\x01\x02 / HTTP/9.9\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "a request head that never ends",
+            b"GET /health HTTP/1.1\r\nHost: t\r\n".to_vec(),
+            408,
+            "request_timeout",
+        ),
+    ];
+    for (case, bytes, status, code) in cases {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        stream.write_all(&bytes).await.expect("write");
+        let answer = read_to_close(&mut stream, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("{case}: no answer"));
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert_eq!(status_of(&answer), status, "{case}: {answer}");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{case}: {head}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{case}: {e}: {body:?}"));
+        assert_eq!(json["code"], code, "{case}");
+        assert!(
+            json["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{case}"
+        );
+    }
+    // Ordinary answers are untouched.
+    let (health, took) = server.request("GET", "/health", &[]).await;
+    assert_eq!(status_of(&health), 200, "{health} after {took:?}");
+    let (missing, _) = server.request("GET", "/nope", &[]).await;
+    assert_eq!(status_of(&missing), 404);
+    assert!(missing.contains("\"code\":\"not_found\""), "{missing}");
+    server.stop().await;
+}
