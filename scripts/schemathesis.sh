@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs schemathesis (from PyPI) against the /openapi.json of a running lms-api over the fake DCS
-# with an admin token: every answer must match the document (status, shape) and none may be a
+# with a token (admin unless SCHEMATHESIS_ROLE says otherwise): every answer must match the document (status, shape) and none may be a
 # 5xx. It exits non-zero on any failure.
 #   scripts/schemathesis.sh              the catalog routes
 #   scripts/schemathesis.sh content ...  the routes of these OpenAPI tags
-# Knobs: SCHEMATHESIS_EXAMPLES (50), SCHEMATHESIS_VENV (target/schemathesis-venv).
+# Knobs: SCHEMATHESIS_EXAMPLES (50), SCHEMATHESIS_VENV (target/schemathesis-venv),
+# SCHEMATHESIS_ROLE (admin; `teacher` for the materials routes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -39,7 +40,7 @@ export DREAM_CENTRAL_STORAGE_URL=http://127.0.0.1:$dcs_port LMS_BIND=$bind \
 "$bin/lms-api" serve >"$work/lms.log" 2>&1 &
 pids+=($!)
 wait_port "${bind%:*}" "${bind##*:}" 30 || die "lms-api did not start on $bind"
-token=$("$bin/lms-api" token --role admin --sub 00000000-0000-4000-8000-000000000001)
+token=$("$bin/lms-api" token --role "${SCHEMATHESIS_ROLE:-admin}" --sub 00000000-0000-4000-8000-000000000001)
 
 tags=("$@")
 [ ${#tags[@]} -gt 0 ] || tags=(catalog)

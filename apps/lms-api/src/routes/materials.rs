@@ -84,7 +84,7 @@ pub struct ListParams {
     #[param(rename = "type")]
     kind: Option<String>,
     /// Materials to skip (default 0).
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     skip: Option<u64>,
     /// Page size, 1..=100 (default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -359,6 +359,7 @@ pub async fn upload_material(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_name`, `invalid_note` (empty or over 50 KB)", body = ErrorBody),
     )
 )]
@@ -385,6 +386,7 @@ pub async fn create_note(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_name`, `invalid_url` (not http(s), over 2,000 characters)", body = ErrorBody),
     )
 )]
@@ -428,6 +430,10 @@ pub async fn list_materials(
         })?),
     };
     let skip = params.skip.unwrap_or(0);
+    if i64::try_from(skip).is_err() {
+        return Err(ApiError::from_code(Code::InvalidQuery)
+            .with_detail("skip must be at most 9223372036854775807"));
+    }
     let limit = params.limit.unwrap_or(20);
     if !(1..=domain::materials::MAX_PAGE).contains(&limit) {
         return Err(ApiError::from_code(Code::InvalidQuery).with_detail("limit must be 1..=100"));
@@ -585,6 +591,7 @@ pub async fn stream_material(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 422, description = "`invalid_name`, `invalid_note`, `invalid_url`, `invalid_body`", body = ErrorBody),
     )
@@ -647,6 +654,7 @@ pub async fn delete_material(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, body = ErrorBody),
     )
 )]
