@@ -33,3 +33,25 @@ pub async fn start_dcs_with_books(total_books: usize) -> std::io::Result<MockDcs
     }
     Ok(dcs)
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the caller's server).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+/// A memory field of `/proc/{pid}/status` (`VmRSS`, `VmHWM`, ...) in KiB; 0 when unreadable.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|value| value.split_whitespace().next())
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}

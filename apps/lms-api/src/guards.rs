@@ -89,9 +89,27 @@ impl Guards {
         })
     }
 
+    /// `LMS_BODY_READ_TIMEOUT`: how long a request body may pause.
+    pub fn body_read_timeout(&self) -> std::time::Duration {
+        self.settings.body_read_timeout
+    }
+
+    /// The answer to a body that stopped arriving on `route`: counted, logged, and a 408
+    /// `request_timeout` that closes the connection.
+    pub fn body_timed_out(&self, route: &'static str) -> ApiError {
+        self.metrics.body_read_timeouts.inc();
+        tracing::warn!(
+            route,
+            timeout_ms = self.settings.body_read_timeout.as_millis() as u64,
+            "request body not received in time (LMS_BODY_READ_TIMEOUT); closing the connection"
+        );
+        ApiError::from_code(Code::RequestTimeout)
+            .with_detail("The request body did not arrive in time")
+            .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+    }
+
     /// Reads a request body of at most `limit` bytes within the body read timeout: `Ok(None)`
-    /// when it is larger, 408 `request_timeout` (the connection is then closed) when it does
-    /// not arrive in time.
+    /// when it is larger, [`Self::body_timed_out`] when it does not arrive in time.
     pub async fn read_body(
         &self,
         payload: actix_web::web::Payload,
@@ -106,16 +124,7 @@ impl Guards {
         {
             Ok(Ok(body)) => Ok(Some(body)),
             Ok(Err(_)) => Ok(None),
-            Err(_) => {
-                self.metrics.body_read_timeouts.inc();
-                tracing::warn!(
-                    route,
-                    timeout_ms = self.settings.body_read_timeout.as_millis() as u64,
-                    "request body not received in time (LMS_BODY_READ_TIMEOUT); closing the connection"
-                );
-                Err(ApiError::from_code(Code::RequestTimeout)
-                    .with_detail("The request body did not arrive in time"))
-            }
+            Err(_) => Err(self.body_timed_out(route)),
         }
     }
 

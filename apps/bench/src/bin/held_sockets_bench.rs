@@ -11,7 +11,7 @@
 //! Needs `ulimit -n` above the number of connections (both processes run on this machine).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,17 +39,7 @@ struct Args {
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
+    lms_bench::proc_status_kib(pid, "VmRSS") as f64 / 1024.0
 }
 
 fn health(address: &str) -> (bool, Duration) {
@@ -78,12 +68,7 @@ async fn main() {
         .await
         .expect("fake DCS");
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
+    let address = format!("127.0.0.1:{}", lms_bench::free_port());
     let mut command = Command::new(&binary);
     command.env_clear();
     if let Some(max) = args.max_connections {

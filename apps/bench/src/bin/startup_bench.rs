@@ -10,7 +10,7 @@
 //! ```
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,19 +44,6 @@ fn ready(address: &str) -> bool {
     answer.starts_with("HTTP/1.1 200")
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -68,12 +55,7 @@ async fn main() {
     let (mut times, mut rss) = (Vec::new(), Vec::new());
     for _ in 0..args.runs {
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
+        let address = format!("127.0.0.1:{}", lms_bench::free_port());
         let started = Instant::now();
         let mut child = Command::new(&binary)
             .arg("serve")
@@ -100,7 +82,7 @@ async fn main() {
         };
         times.push(elapsed.as_secs_f64() * 1000.0);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        rss.push(rss_kib(child.id()) as f64 / 1024.0);
+        rss.push(lms_bench::proc_status_kib(child.id(), "VmRSS") as f64 / 1024.0);
         let _ = child.kill();
         let _ = child.wait();
     }

@@ -13,7 +13,7 @@
 //! ```
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,26 +47,12 @@ struct Args {
     scan: bool,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `VmRSS` and `VmHWM` of a process, in KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (
+        lms_bench::proc_status_kib(pid, "VmRSS"),
+        lms_bench::proc_status_kib(pid, "VmHWM"),
+    )
 }
 
 struct Server(Child);
@@ -164,7 +150,7 @@ async fn main() {
         .expect("clamd")
     });
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = lms_bench::free_port();
     let address = format!("127.0.0.1:{port}");
     let env: Vec<(String, String)> = [
         ("LMS_BIND", address.as_str()),

@@ -156,34 +156,37 @@ fn multipart_error(error: MultipartError) -> ApiError {
     }
 }
 
-/// The next part of the form, waiting at most the body read timeout for it.
-async fn next_field(form: &mut Multipart, state: &AppState) -> Result<Option<Field>, ApiError> {
-    match tokio::time::timeout(state.settings.guards.body_read_timeout, form.next()).await {
-        Ok(Some(Ok(field))) => Ok(Some(field)),
-        Ok(Some(Err(error))) => Err(multipart_error(error)),
-        Ok(None) => Ok(None),
-        Err(_) => Err(body_timeout()),
-    }
+/// The route, as the body-timeout log line names it.
+const UPLOAD_ROUTE: &str = "/api/v1/teachers/materials/upload";
+
+/// The next item of the request body, waiting at most `LMS_BODY_READ_TIMEOUT`; `None` when
+/// the body stalled.
+async fn within_body_timeout<F: Future>(state: &AppState, next: F) -> Option<F::Output> {
+    tokio::time::timeout(state.guards.body_read_timeout(), next)
+        .await
+        .ok()
 }
 
-fn body_timeout() -> ApiError {
-    ApiError::from_code(Code::RequestTimeout)
-        .with_detail("The request body did not arrive in time")
-        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+/// The next part of the form.
+async fn next_field(form: &mut Multipart, state: &AppState) -> Result<Option<Field>, ApiError> {
+    match within_body_timeout(state, form.next()).await {
+        Some(Some(Ok(field))) => Ok(Some(field)),
+        Some(Some(Err(error))) => Err(multipart_error(error)),
+        Some(None) => Ok(None),
+        None => Err(state.guards.body_timed_out(UPLOAD_ROUTE)),
+    }
 }
 
 /// A small text field, whole; `None` when it is over [`MAX_FIELD_BYTES`].
 async fn read_text_field(mut field: Field, state: &AppState) -> Result<Option<String>, ApiError> {
     let mut value = BytesMut::new();
     loop {
-        let chunk =
-            match tokio::time::timeout(state.settings.guards.body_read_timeout, field.next()).await
-            {
-                Ok(Some(Ok(chunk))) => chunk,
-                Ok(Some(Err(error))) => return Err(multipart_error(error)),
-                Ok(None) => break,
-                Err(_) => return Err(body_timeout()),
-            };
+        let chunk = match within_body_timeout(state, field.next()).await {
+            Some(Some(Ok(chunk))) => chunk,
+            Some(Some(Err(error))) => return Err(multipart_error(error)),
+            Some(None) => break,
+            None => return Err(state.guards.body_timed_out(UPLOAD_ROUTE)),
+        };
         if value.len() + chunk.len() > MAX_FIELD_BYTES {
             return Ok(None);
         }
@@ -223,17 +226,16 @@ async fn store_file_part(
         })
         .fuse(),
     );
-    let idle = state.settings.guards.body_read_timeout;
     let feed = async move {
         loop {
-            let item = match tokio::time::timeout(idle, field.next()).await {
-                Ok(Some(Ok(chunk))) => Ok(chunk),
-                Ok(Some(Err(error))) => Err(io::Error::new(
+            let item = match within_body_timeout(state, field.next()).await {
+                Some(Some(Ok(chunk))) => Ok(chunk),
+                Some(Some(Err(error))) => Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     error.to_string(),
                 )),
-                Ok(None) => return FeedEnd::Done,
-                Err(_) => {
+                Some(None) => return FeedEnd::Done,
+                None => {
                     let _ = sender
                         .send(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
@@ -260,7 +262,7 @@ async fn store_file_part(
     );
     let (stored, fed) = futures_util::future::join(upload, feed).await;
     match (stored, fed) {
-        (Err(_), FeedEnd::TimedOut) => Err(body_timeout()),
+        (Err(_), FeedEnd::TimedOut) => Err(state.guards.body_timed_out(UPLOAD_ROUTE)),
         (stored, _) => Ok(stored?),
     }
 }

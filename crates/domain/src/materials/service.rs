@@ -506,33 +506,32 @@ impl Reservation {
         self.reserved.load(Ordering::SeqCst)
     }
 
-    /// Makes sure `received` bytes are reserved: a step ahead when it fits, else exactly
-    /// what arrived.
+    /// Makes sure `received` bytes are reserved: a step ahead when it fits (fewer round trips
+    /// to the database), else exactly what arrived.
     async fn cover(&self, received: u64, limit: u64) -> Result<(), MaterialError> {
         let reserved = self.reserved();
         if received <= reserved {
             return Ok(());
         }
         let needed = received - reserved;
-        let ahead = needed
-            .max(RESERVE_STEP)
-            .min(limit.saturating_sub(reserved))
-            .max(needed);
-        for ask in [ahead, needed] {
-            if let Some(_quota) = self
-                .repo
-                .reserve(self.teacher, ask, self.default_quota)
-                .await?
-            {
-                self.reserved.fetch_add(ask, Ordering::SeqCst);
-                return Ok(());
-            }
-            if ask == needed {
-                break;
-            }
+        let ahead = RESERVE_STEP.min(limit.saturating_sub(reserved)).max(needed);
+        if self.try_reserve(ahead).await? || (ahead > needed && self.try_reserve(needed).await?) {
+            return Ok(());
         }
         let quota = self.repo.quota(self.teacher, self.default_quota).await?;
         Err(MaterialError::QuotaExceeded { quota })
+    }
+
+    async fn try_reserve(&self, bytes: u64) -> Result<bool, MaterialError> {
+        let reserved = self
+            .repo
+            .reserve(self.teacher, bytes, self.default_quota)
+            .await?
+            .is_some();
+        if reserved {
+            self.reserved.fetch_add(bytes, Ordering::SeqCst);
+        }
+        Ok(reserved)
     }
 
     fn disarm(&self) {
