@@ -17,6 +17,7 @@ mod environment_doc;
 mod errors;
 mod guards;
 mod head;
+mod instances;
 mod leader_locks;
 mod materials;
 mod materials_store;
