@@ -65,7 +65,7 @@ struct Args {
     #[arg(long, default_value_t = 20_261_202)]
     seed: u64,
     /// RSS flatness bound, absolute part (MiB): see `rss_verdict`.
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, default_value_t = 4.0)]
     rss_slack_mib: f64,
     /// RSS flatness bound, relative part (% of the middle third's peak): see `rss_verdict`.
     #[arg(long, default_value_t = 10.0)]
@@ -344,7 +344,10 @@ impl User {
             .map(|items| items.iter().filter_map(|a| a["id"].as_i64()).collect())
             .unwrap_or_default();
         if ids.is_empty() {
-            self.invalid(Op::Activities, format!("no activities for book {}", book.id));
+            self.invalid(
+                Op::Activities,
+                format!("no activities for book {}", book.id),
+            );
             return;
         }
         let mut known = self.shared.activity_ids.lock().unwrap();
@@ -367,11 +370,7 @@ impl User {
         let mut urls = Vec::new();
         collect_media_urls(&config, &mut urls);
         if !urls.is_empty() {
-            self.shared
-                .media_urls
-                .lock()
-                .unwrap()
-                .insert(book.id, urls);
+            self.shared.media_urls.lock().unwrap().insert(book.id, urls);
         }
     }
 
@@ -387,7 +386,10 @@ impl User {
         let Some(id) = id else {
             return self.activities().await;
         };
-        let request = self.get(&format!("/api/v1/activities/{id}/start"), &self.student.clone());
+        let request = self.get(
+            &format!("/api/v1/activities/{id}/start"),
+            &self.student.clone(),
+        );
         if let Some(start) = self.json(Op::ActivityStart, request).await
             && start["config"].is_null()
         {
@@ -488,7 +490,10 @@ impl User {
         if created["material"]["file_size"].as_u64() != Some(size as u64) {
             self.invalid(
                 Op::Upload,
-                format!("file_size {} for {size} bytes", created["material"]["file_size"]),
+                format!(
+                    "file_size {} for {size} bytes",
+                    created["material"]["file_size"]
+                ),
             );
         }
         let request = self
@@ -498,8 +503,7 @@ impl User {
                 self.shared.base
             ))
             .header(AUTHORIZATION, format!("Bearer {}", self.teacher));
-        self.call(Op::DeleteMaterial, request, StatusCode::OK)
-            .await;
+        self.call(Op::DeleteMaterial, request, StatusCode::OK).await;
     }
 
     /// A `book.updated` delivery as DCS sends it: compact JSON, a fresh timestamp (so no two
@@ -522,7 +526,10 @@ impl User {
         let signature = self.shared.signer.sign(body.as_bytes());
         let request = self
             .client
-            .post(format!("{}/api/v1/webhooks/dream-storage", self.shared.base))
+            .post(format!(
+                "{}/api/v1/webhooks/dream-storage",
+                self.shared.base
+            ))
             .header(CONTENT_TYPE, "application/json")
             .header("User-Agent", "Dream-Central-Storage-Webhook/1.0")
             .header(SIGNATURE_HEADER, signature)
@@ -573,9 +580,12 @@ fn mib(kib: u64) -> f64 {
 /// by its capacity and these few books fit in it, the connections are a fixed set of
 /// keep-alive ones, uploads are streamed to disk and deleted, and the delivery log and
 /// activities live in SQLite's file (its page cache is bounded). What still moves is allocator
-/// fragmentation and arena reuse, a few MiB up or down. So: the peak of the last third may
-/// exceed the peak of the middle third by at most `slack_mib` or `slack_percent` of that peak,
-/// whichever is larger. A leak shows as growth from third to third; the report prints how many
+/// fragmentation and arena reuse, and the page caches filling as the database grows: in a 300 s
+/// run (docs/benchmarks.md, section 8) RSS climbed about 3.5 MiB over the first minute and
+/// then less than 1 MiB over the next four. So: the peak of the last third may exceed the peak
+/// of the middle third by at most `slack_mib` (4 MiB) or `slack_percent` (10%) of that peak,
+/// whichever is larger; in a 60 s run the rest of that warm-up climb (0.7 MiB measured) stays
+/// well inside it. A leak shows as growth from third to third; the report prints how many
 /// bytes per request the bound allows, which is the smallest leak per request it catches.
 fn rss_verdict(
     samples: &[(f64, u64)],
@@ -596,6 +606,34 @@ fn rss_verdict(
     let allowed = ((slack_mib * 1024.0) as u64).max((middle as f64 * slack_percent / 100.0) as u64);
     let flat = middle > 0 && last > 0 && last <= middle + allowed;
     (middle, last, allowed, flat)
+}
+
+/// Least-squares slope of RSS over the samples after the warm-up third, in MiB per minute:
+/// reported next to the verdict (a steady climb shows here before it breaks the bound).
+fn rss_trend_mib_per_min(samples: &[(f64, u64)], duration: f64) -> f64 {
+    let judged: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|(t, kib)| *t > duration / 3.0 && *kib > 0)
+        .map(|(t, kib)| (*t, *kib as f64 / 1024.0))
+        .collect();
+    let n = judged.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let (mean_t, mean_m) = (
+        judged.iter().map(|(t, _)| t).sum::<f64>() / n,
+        judged.iter().map(|(_, m)| m).sum::<f64>() / n,
+    );
+    let covariance: f64 = judged
+        .iter()
+        .map(|(t, m)| (t - mean_t) * (m - mean_m))
+        .sum();
+    let variance: f64 = judged.iter().map(|(t, _)| (t - mean_t).powi(2)).sum();
+    if variance == 0.0 {
+        0.0
+    } else {
+        covariance / variance * 60.0
+    }
 }
 
 #[tokio::main]
@@ -819,7 +857,11 @@ async fn main() -> ExitCode {
         args.duration,
         args.clients,
         shared.books.len(),
-        load_avg_before.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load_avg_before
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!();
     println!("| operation | requests | share | answers | p50 | p90 | p99 | max |");
@@ -889,6 +931,10 @@ async fn main() -> ExitCode {
         if flat { "yes" } else { "**no**" },
         (last as f64 - middle as f64) / 1024.0,
         allowed as f64 * 1024.0 / last_third_requests,
+    );
+    println!(
+        "| RSS trend after the warm-up third (least squares) | {:+.2} MiB/min |",
+        rss_trend_mib_per_min(&rss_samples, duration.as_secs_f64())
     );
     println!("| lms-api peak RSS (VmHWM) | {:.1} MiB |", mib(hwm));
     println!(
