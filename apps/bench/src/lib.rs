@@ -13,7 +13,8 @@ pub const GENERATED_PUBLISHERS: usize = 9;
 
 /// Starts the fake DCS with `total_books` published books: the sample book from
 /// `testdata/books` and `total_books - 1` copies of it (same files and activity counts, so the
-/// records have realistic sizes) under their own names, titles and publishers.
+/// records have realistic sizes; config.json's asset paths under the copy's own name) under
+/// their own names, titles and publishers.
 pub async fn start_dcs_with_books(total_books: usize) -> std::io::Result<MockDcs> {
     let config = MockConfig {
         // Nothing subscribes to webhooks here; keep any retry short all the same.
