@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The committed benchmarks (`just bench`); the figures in docs/benchmarks.md come from them:
 # the catalog load benchmark below, the presign and config-transform micro-benchmarks, and the
-# teacher-upload, start-up and stalled-client benchmarks.
+# teacher-upload, start-up and stalled-client benchmarks, and the 60 s mixed soak.
 #
 #  1. Builds the release binaries: lms-api and the two benchmarks of apps/bench.
 #  2. Starts bench_server (apps/bench): lms-api (production wiring, local cache, 200 books in the
@@ -14,7 +14,8 @@
 #     RSS, runs the Zipf hit-rate replay, and prints a markdown summary.
 #
 # Knobs (environment): BENCH_DURATION (15s), BENCH_WARMUP (5s), BENCH_ROUNDS (3),
-# BENCH_OUT (target/bench: summary.md and the raw wrk outputs).
+# BENCH_OUT (target/bench: summary.md and the raw wrk outputs); SOAK_DURATION (60, seconds) and
+# SOAK_CLIENTS (24) for the mixed soak.
 # The load generator runs on the same machine as the servers and competes with them for CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,7 @@ ensure_tools
 
 log "building (release)"
 cargo build --release --locked -p lms-api --bin lms-api
-cargo build --release --locked -p lms-bench --bin bench_server --bin zipf_replay --bin upload_bench --bin startup_bench --bin held_sockets_bench
+cargo build --release --locked -p lms-bench --bin bench_server --bin zipf_replay --bin upload_bench --bin startup_bench --bin held_sockets_bench --bin soak_bench
 BIN=target/release
 
 work=$(mktemp -d)
@@ -370,3 +371,10 @@ target/release/startup_bench --lms-api target/release/lms-api --runs 10 | tee "$
 log "stalled clients (apps/bench held_sockets_bench)"
 ulimit -n 20000 2>/dev/null || true
 target/release/held_sockets_bench --lms-api target/release/lms-api --connections 4000 | tee "$OUT/held-sockets.md"
+
+# Section 8: mixed load for SOAK_DURATION seconds (60 by default): catalog reads, config
+# transforms, media ranges, uploads and signed webhooks against the release binary. It exits
+# non-zero (and so fails this script) on any 5xx, transport error or unexpected answer, or when
+# lms-api's RSS is not flat.
+log "mixed soak (apps/bench soak_bench)"
+target/release/soak_bench --lms-api target/release/lms-api | tee "$OUT/soak.md"

@@ -13,7 +13,8 @@ pub const GENERATED_PUBLISHERS: usize = 9;
 
 /// Starts the fake DCS with `total_books` published books: the sample book from
 /// `testdata/books` and `total_books - 1` copies of it (same files and activity counts, so the
-/// records have realistic sizes) under their own names, titles and publishers.
+/// records have realistic sizes; config.json's asset paths under the copy's own name) under
+/// their own names, titles and publishers.
 pub async fn start_dcs_with_books(total_books: usize) -> std::io::Result<MockDcs> {
     let config = MockConfig {
         // Nothing subscribes to webhooks here; keep any retry short all the same.
@@ -23,12 +24,23 @@ pub async fn start_dcs_with_books(total_books: usize) -> std::io::Result<MockDcs
     let sample_dir = config.books_dir.join("FLOWDEMO");
     let dcs = MockDcs::start(config).await?;
     let template = NewBook::from_dir(&sample_dir).map_err(std::io::Error::other)?;
+    let sample_prefix = format!("./books/{}/", template.book_name);
     let existing = dcs.books().len();
     for number in existing + 1..=total_books {
         let mut book = template.clone();
         book.book_name = format!("BENCH{number:03}");
         book.book_title = Some(format!("Benchmark Reader {number}"));
         book.publisher = format!("Bench Press {:02}", number % GENERATED_PUBLISHERS + 1);
+        // config.json names its assets under the book's own folder (`./books/FLOWDEMO/...`);
+        // the copy's must be under its own name, or lms-api rightly refuses them as another
+        // book's. The names have the same length, so the records' sizes stay as they were.
+        let own_prefix = format!("./books/{}/", book.book_name);
+        for (path, bytes) in &mut book.files {
+            if path == "config.json" {
+                let text = String::from_utf8_lossy(bytes).replace(&sample_prefix, &own_prefix);
+                *bytes = bytes::Bytes::from(text);
+            }
+        }
         dcs.add_book(book).map_err(std::io::Error::other)?;
     }
     Ok(dcs)

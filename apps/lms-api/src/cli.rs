@@ -208,8 +208,6 @@ pub fn http_server(
     use actix_service::{ServiceFactoryExt as _, fn_service, map_config};
     use actix_web::dev::AppConfig;
 
-    use crate::protocol_errors::JsonProtocolErrors;
-
     let guards = state.settings.guards.clone();
     let addr = listener.local_addr()?;
     let mut builder = actix_server::Server::build();
@@ -237,14 +235,30 @@ pub fn http_server(
                 // Request URLs are never built from the app's host setting (links come from
                 // LMS_PUBLIC_URL), so the default AppConfig is enough.
                 .h1(map_config(app, |_| AppConfig::default()));
-            fn_service(|io: actix_rt::net::TcpStream| {
-                let peer = io.peer_addr().ok();
-                std::future::ready(Ok::<_, ()>((JsonProtocolErrors::new(io), peer)))
-            })
-            .and_then(http.map_err(|_| ()))
+            fn_service(|io: actix_rt::net::TcpStream| std::future::ready(Ok::<_, ()>(accept(io))))
+                .and_then(http.map_err(|_| ()))
         })?;
     tracing::info!("listening on http://{addr}");
     Ok(server.run())
+}
+
+/// Prepares an accepted connection: `TCP_NODELAY`, then the protocol-error wrapper.
+///
+/// Without `TCP_NODELAY` (actix-http leaves it unset unless asked) a streamed answer, whose
+/// head and first body chunk go out in separate writes, waits for the client's delayed ACK
+/// (40 ms on Linux) on a keep-alive connection: every media range request of the soak
+/// benchmark took 40 to 45 ms while the catalog reads beside it took 0.3 ms.
+fn accept(
+    io: actix_rt::net::TcpStream,
+) -> (
+    crate::protocol_errors::JsonProtocolErrors<actix_rt::net::TcpStream>,
+    Option<std::net::SocketAddr>,
+) {
+    if let Err(error) = io.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY on an accepted connection");
+    }
+    let peer = io.peer_addr().ok();
+    (crate::protocol_errors::JsonProtocolErrors::new(io), peer)
 }
 
 /// Applies pending migrations and returns.
@@ -305,5 +319,27 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accept;
+
+    #[actix_rt::test]
+    async fn accepted_connections_disable_nagle() {
+        let listener = actix_rt::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        let _client = actix_rt::net::TcpStream::connect(address).await.unwrap();
+        let (io, _) = listener.accept().await.unwrap();
+        assert!(
+            !io.nodelay().unwrap(),
+            "a fresh socket has Nagle's algorithm on"
+        );
+        let (wrapped, peer) = accept(io);
+        assert!(wrapped.get_ref().nodelay().unwrap());
+        assert!(peer.is_some());
     }
 }

@@ -29,6 +29,11 @@ impl<T> JsonProtocolErrors<T> {
     pub fn new(io: T) -> Self {
         Self { io, pending: None }
     }
+
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
 }
 
 /// The message of each status actix-http answers by itself.
