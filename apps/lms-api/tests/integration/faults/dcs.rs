@@ -45,9 +45,9 @@ struct Fixture {
     _db: TestDatabase,
 }
 
-/// lms-api over SQLite (the database plays no part in DCS faults) talking to `dcs` with the
-/// deadlines above; `extra` adds settings.
-async fn fixture(dcs: &MockDcs, extra: &[(&str, &str)]) -> Fixture {
+/// lms-api over SQLite (the database plays no part in DCS faults) talking to the DCS at
+/// `dcs_url` with the deadlines above; `extra` adds settings.
+async fn fixture(dcs_url: &str, extra: &[(&str, &str)]) -> Fixture {
     let db = TestDatabase::open(Engine::Sqlite).await.expect("SQLite");
     let deadline = CALL_DEADLINE.as_millis().to_string();
     let cool_down = BREAKER_COOL_DOWN.as_millis().to_string();
@@ -55,7 +55,7 @@ async fn fixture(dcs: &MockDcs, extra: &[(&str, &str)]) -> Fixture {
     let mut vars = vec![
         ("LMS_JWT_SECRET", TEST_JWT_SECRET),
         ("DATABASE_URL", db.url.as_str()),
-        ("DREAM_CENTRAL_STORAGE_URL", dcs.base_url()),
+        ("DREAM_CENTRAL_STORAGE_URL", dcs_url),
         ("DREAM_CENTRAL_STORAGE_CALL_DEADLINE_MS", deadline.as_str()),
         (
             "DREAM_CENTRAL_STORAGE_BREAKER_COOL_DOWN_MS",
@@ -66,6 +66,7 @@ async fn fixture(dcs: &MockDcs, extra: &[(&str, &str)]) -> Fixture {
             max_cool_down.as_str(),
         ),
     ];
+    // A later entry wins: `extra` may override the deadlines above.
     vars.extend_from_slice(extra);
     let settings = crate::support::settings_from(&vars).expect("settings");
     let client =
@@ -128,7 +129,7 @@ async fn assert_unavailable<B: actix_web::body::MessageBody>(
 async fn dcs_down_serves_stale_and_fast_503_then_recovers_on_the_same_port() {
     let dcs = MockDcs::start(MockConfig::default()).await.expect("DCS");
     let address = dcs.local_addr();
-    let f = fixture(&dcs, &[]).await;
+    let f = fixture(dcs.base_url(), &[]).await;
     let app = actix_test::init_service(create_app(f.state.clone())).await;
     for uri in ["/api/v1/books", "/api/v1/books/1"] {
         let (response, _) = timed(&app, uri).await;
@@ -184,12 +185,204 @@ async fn dcs_down_serves_stale_and_fast_503_then_recovers_on_the_same_port() {
     assert_eq!(header(&response, "x-cache"), "MISS", "fresh from DCS");
 }
 
+/// The variable that makes [`dcs_mock_child_process`] serve: the port to listen on.
+const CHILD_PORT_VAR: &str = "LMS_FAULTS_DCS_MOCK_PORT";
+
+/// The fake DCS as a process of its own: this test binary run again with only this test,
+/// which serves until it is killed. (The `dcs-mock` binary belongs to another package, so
+/// cargo does not build it for these tests.)
+#[test]
+#[ignore = "the fake DCS process that the fault suite starts and kills; not a test by itself"]
+fn dcs_mock_child_process() {
+    let Some(port) = std::env::var(CHILD_PORT_VAR).ok() else {
+        return;
+    };
+    let port: u16 = port.parse().expect("port");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let _dcs = MockDcs::start(MockConfig {
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            ..MockConfig::default()
+        })
+        .await
+        .expect("fake DCS on its port");
+        std::future::pending::<()>().await;
+    });
+}
+
+/// A fake DCS process on a fixed port, driven through its `/_mock/` control routes.
+struct DcsProcess {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl DcsProcess {
+    async fn start(port: u16) -> Self {
+        let mut process = Self { port, child: None };
+        process.start_again().await;
+        process
+    }
+
+    async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "faults::dcs::dcs_mock_child_process",
+                "--exact",
+                "--ignored",
+            ])
+            .env(CHILD_PORT_VAR, self.port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the fake DCS process");
+        self.child = Some(child);
+        super::wait_for_port(self.port, true, Duration::from_secs(10)).await;
+    }
+
+    /// SIGKILL, with requests in flight or not.
+    async fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL the fake DCS");
+        child.wait().expect("reap the fake DCS");
+        super::wait_for_port(self.port, false, Duration::from_secs(5)).await;
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One control request (`/_mock/...`, no auth); the status and the body.
+    fn control(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("control connection");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: dcs\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send control request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("control answer");
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {answer:?}"));
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// `GET /_mock/stats`, with `request_count` for requests starting with `route`.
+    fn stats(&self, route: &str) -> serde_json::Value {
+        let (status, body) = self.control(
+            "GET",
+            &format!("/_mock/stats?route={}", route.replace(' ', "%20")),
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("stats JSON")
+    }
+}
+
+impl Drop for DcsProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The DCS process is killed (SIGKILL) while reads wait for it, then started again on the
+/// same port: the waiting reads end at once (stale copy, or 503), not at the deadline, and
+/// lms-api recovers without a restart once DCS is back.
+#[actix_web::test]
+async fn dcs_process_killed_mid_request_then_restarted_on_its_port() {
+    let mut dcs = DcsProcess::start(super::free_port()).await;
+    let f = fixture(&dcs.url(), &[]).await;
+    let app = actix_test::init_service(create_app(f.state.clone())).await;
+    let (response, _) = timed(&app, "/api/v1/books/1").await;
+    assert_eq!(header(&response, "x-cache"), "MISS");
+
+    // DCS hangs on book reads, and the cached book has expired.
+    let (status, body) = dcs.control(
+        "POST",
+        "/_mock/faults",
+        &format!(
+            r#"{{"route":"GET /books/","fault":{{"kind":"latency","ms":{}}}}}"#,
+            SLOW_DCS.as_millis()
+        ),
+    );
+    assert_eq!(status, 204, "{body}");
+    f.clock.advance(PAST_TTL);
+    let reads_before = dcs.stats("GET /books/")["request_count"].as_u64().unwrap();
+
+    let reads = futures_util::future::join(
+        timed(&app, "/api/v1/books/1"),
+        timed(&app, "/api/v1/books/2"),
+    );
+    let kill = async {
+        // Both reads are waiting at DCS: then the process dies.
+        poll_until(
+            "both reads waiting at DCS",
+            CALL_DEADLINE,
+            Duration::from_millis(10),
+            async || {
+                let seen = dcs.stats("GET /books/")["request_count"].as_u64().unwrap();
+                (seen >= reads_before + 2).then_some(())
+            },
+        )
+        .await;
+        dcs.kill().await;
+        Instant::now()
+    };
+    let (((stale, _), (uncached, _)), killed) = futures_util::future::join(reads, kill).await;
+    // A connection cut mid-request is retried; the retry is refused, which is not retried:
+    // both answers come right after the kill, long before the call deadline.
+    assert_within("answers after the kill", killed, FAST_ANSWER);
+    assert_eq!(stale.status(), StatusCode::OK);
+    assert_eq!(header(&stale, "x-cache"), "STALE");
+    assert_unavailable(uncached, "uncached book").await;
+
+    dcs.start_again().await;
+    let (_, took) = poll_until(
+        "the catalog answering from DCS again",
+        BREAKER_MAX_COOL_DOWN + CALL_DEADLINE + LOAD_MARGIN,
+        Duration::from_millis(50),
+        async || {
+            let (response, _) = timed(&app, "/api/v1/books/1").await;
+            let fresh = response
+                .headers()
+                .get("x-cache")
+                .is_some_and(|v| v == "MISS");
+            fresh.then_some(())
+        },
+    )
+    .await;
+    eprintln!("recovered {took:?} after the restart");
+    // A new process, a new token secret: the old token was refused once, one login.
+    assert_eq!(dcs.stats("/")["login_count"], 1);
+}
+
 /// DCS answers, but only after the call deadline: the expired copy is served stale and an
 /// uncached read is a 503, both at the deadline and not later.
 #[actix_web::test]
 async fn a_slow_dcs_is_cut_at_the_call_deadline() {
     let dcs = MockDcs::start(MockConfig::default()).await.expect("DCS");
-    let f = fixture(&dcs, &[]).await;
+    let f = fixture(dcs.base_url(), &[]).await;
     let app = actix_test::init_service(create_app(f.state.clone())).await;
     let (response, _) = timed(&app, "/api/v1/books/1").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -215,7 +408,7 @@ async fn a_slow_dcs_is_cut_at_the_call_deadline() {
 #[actix_web::test]
 async fn dcs_5xx_is_retried_when_transient_and_fails_fast_when_persistent() {
     let dcs = MockDcs::start(MockConfig::default()).await.expect("DCS");
-    let f = fixture(&dcs, &[]).await;
+    let f = fixture(dcs.base_url(), &[]).await;
     let app = actix_test::init_service(create_app(f.state.clone())).await;
     let (response, _) = timed(&app, "/api/v1/books").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -284,7 +477,7 @@ async fn dcs_5xx_is_retried_when_transient_and_fails_fast_when_persistent() {
 #[actix_web::test]
 async fn dcs_rate_limits_are_waited_out_only_when_they_fit_the_deadline() {
     let dcs = MockDcs::start(MockConfig::default()).await.expect("DCS");
-    let f = fixture(&dcs, &[]).await;
+    let f = fixture(dcs.base_url(), &[]).await;
     let app = actix_test::init_service(create_app(f.state.clone())).await;
     let (response, _) = timed(&app, "/api/v1/publishers").await;
     assert_eq!(response.status(), StatusCode::OK, "logged in");
@@ -330,7 +523,7 @@ async fn dcs_rate_limits_are_waited_out_only_when_they_fit_the_deadline() {
 #[actix_web::test]
 async fn dcs_connection_resets_are_retried() {
     let dcs = MockDcs::start(MockConfig::default()).await.expect("DCS");
-    let f = fixture(&dcs, &[]).await;
+    let f = fixture(dcs.base_url(), &[]).await;
     let app = actix_test::init_service(create_app(f.state.clone())).await;
     let (response, _) = timed(&app, "/api/v1/publishers").await;
     assert_eq!(response.status(), StatusCode::OK, "logged in");
@@ -357,8 +550,12 @@ async fn dcs_connection_resets_are_retried() {
 #[actix_web::test]
 async fn a_token_expiry_storm_costs_one_login() {
     const READERS: usize = 60;
-    /// How long DCS takes with each read, so that all of them are in flight at once.
-    const IN_FLIGHT: Duration = Duration::from_millis(400);
+    /// How long DCS takes with each read: long enough for every reader to reach DCS before the
+    /// first one is answered, even on a loaded machine.
+    const IN_FLIGHT: Duration = Duration::from_secs(2);
+    /// This test's call deadline: two attempts of each read (the refused one and the retry)
+    /// fit into it with room to spare.
+    const STORM_DEADLINE: Duration = Duration::from_secs(8);
 
     let dcs = MockDcs::start(MockConfig::default()).await.expect("DCS");
     let mut ids = vec![dcs.books()[0].id];
@@ -370,7 +567,15 @@ async fn a_token_expiry_storm_costs_one_login() {
         );
     }
     // Room for every reader at once (the default of 10 would queue them instead).
-    let f = fixture(&dcs, &[("DREAM_CENTRAL_STORAGE_MAX_CONNECTIONS", "128")]).await;
+    let deadline = STORM_DEADLINE.as_millis().to_string();
+    let f = fixture(
+        dcs.base_url(),
+        &[
+            ("DREAM_CENTRAL_STORAGE_MAX_CONNECTIONS", "128"),
+            ("DREAM_CENTRAL_STORAGE_CALL_DEADLINE_MS", deadline.as_str()),
+        ],
+    )
+    .await;
     let app = actix_test::init_service(create_app(f.state.clone())).await;
     let (response, _) = timed(&app, "/api/v1/publishers").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -392,7 +597,7 @@ async fn a_token_expiry_storm_costs_one_login() {
     let storm = async {
         poll_until(
             "every read in flight at DCS",
-            CALL_DEADLINE,
+            IN_FLIGHT,
             Duration::from_millis(5),
             async || (dcs.request_count("GET /books/") - before >= READERS).then_some(()),
         )
@@ -404,7 +609,7 @@ async fn a_token_expiry_storm_costs_one_login() {
     for (id, (status, took)) in ids.iter().zip(&answers) {
         assert_eq!(*status, StatusCode::OK, "book {id}");
         assert!(
-            *took <= CALL_DEADLINE + LOAD_MARGIN,
+            *took <= STORM_DEADLINE + LOAD_MARGIN,
             "book {id} took {took:?}"
         );
     }
