@@ -101,6 +101,17 @@ where
     (actix_test::call_service(app, get(uri)).await, started)
 }
 
+/// `lms_dcs_breaker_open_rejections_total` of the instance: calls the breaker refused itself.
+fn breaker_rejections(state: &AppState) -> u64 {
+    let exposition = state.metrics.render().expect("metrics");
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix("lms_dcs_breaker_open_rejections_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map(|value| value as u64)
+        .unwrap_or_else(|| panic!("no breaker counter in {exposition}"))
+}
+
 /// The interface's answer when DCS cannot answer and nothing is cached.
 async fn assert_unavailable<B: actix_web::body::MessageBody>(
     response: ServiceResponse<B>,
@@ -123,8 +134,9 @@ async fn assert_unavailable<B: actix_web::body::MessageBody>(
     retry_after
 }
 
-/// DCS stops (its port refuses connections), then a new DCS process starts on the same port
-/// with a fresh state: a new token secret, so lms-api's token is refused once.
+/// DCS stops (its port refuses connections), then a new fake DCS starts on the same port with
+/// a fresh state, as a restarted DCS would: a new token secret, so lms-api's token is refused
+/// once.
 #[actix_web::test]
 async fn dcs_down_serves_stale_and_fast_503_then_recovers_on_the_same_port() {
     let dcs = MockDcs::start(MockConfig::default()).await.expect("DCS");
@@ -157,6 +169,10 @@ async fn dcs_down_serves_stale_and_fast_503_then_recovers_on_the_same_port() {
         assert_within(&uri, started, FAST_ANSWER);
         assert_unavailable(response, &uri).await;
     }
+    assert!(
+        breaker_rejections(&f.state) > 0,
+        "the breaker opened and answered by itself"
+    );
 
     // DCS is back on its port.
     let restarted = MockDcs::start(MockConfig {
@@ -446,6 +462,7 @@ async fn dcs_5xx_is_retried_when_transient_and_fails_fast_when_persistent() {
     // The breaker is open now: answers come at once, and only its probes (one per cool-down
     // at most) reach DCS.
     let before = dcs.request_count("GET /books/");
+    let rejections_before = breaker_rejections(&f.state);
     let started = Instant::now();
     for id in 30..50 {
         let uri = format!("/api/v1/books/{id}");
@@ -456,6 +473,8 @@ async fn dcs_5xx_is_retried_when_transient_and_fails_fast_when_persistent() {
     let probes = dcs.request_count("GET /books/") - before;
     let most = usize::try_from(took.as_millis() / BREAKER_COOL_DOWN.as_millis()).unwrap() + 1;
     assert!(probes <= most, "{probes} DCS requests in {took:?}");
+    let rejections = breaker_rejections(&f.state) - rejections_before;
+    assert!(rejections + probes as u64 >= 20, "{rejections} rejections");
 
     // DCS recovers: within the breaker's longest cool-down plus one call.
     dcs.clear_faults();
