@@ -33,12 +33,26 @@ ensure_postgres() {
   wait_port 127.0.0.1 5432 30 || die "PostgreSQL did not start on 127.0.0.1:5432"
 }
 
+# The fault tests start private PostgreSQL clusters (initdb + pg_ctl, as the postgres user when
+# run as root) that they stop and start again; they need the server binaries, not only a
+# running server.
+ensure_postgres_server_binaries() {
+  if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || [ -x "${POSTGRES_BIN_DIR:-/nonexistent}/initdb" ]; then
+    return 0
+  fi
+  log "installing the PostgreSQL server binaries (Debian package postgresql)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || die "initdb not found under /usr/lib/postgresql/*/bin"
+}
+
 ensure_redis() {
-  port_open 127.0.0.1 6379 && return 0
-  log "starting Redis"
+  # The binary even when a server already runs: the fault tests start their own.
   if ! command -v redis-server >/dev/null; then
+    log "installing redis-server"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   fi
+  port_open 127.0.0.1 6379 && return 0
+  log "starting Redis"
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log

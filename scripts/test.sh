@@ -10,6 +10,8 @@ source scripts/lib.sh
 ensure_rust
 ensure_postgres
 ensure_redis
+# The fault suite runs its own PostgreSQL clusters and redis-server processes to kill and restart.
+ensure_postgres_server_binaries
 # A real SigV4-verifying S3 server and a browser for the storage and end-to-end tests.
 ensure_s3s_fs
 ensure_chromium

@@ -108,6 +108,8 @@ pub enum Code {
     MaterialNotStreamable,
     /// The object store holding teacher files is unreachable or failing.
     FileStorageUnavailable,
+    /// The database cannot be reached (no connection within the pool's timeout).
+    DatabaseUnavailable,
 
     // ----- bare statuses (answers that carry no error of ours) -------------------------------
     /// 401 without a more specific code.
@@ -290,6 +292,12 @@ impl Code {
                 "file_storage_unavailable",
                 503,
                 Some("File storage temporarily unavailable. Please try again."),
+                Some(5),
+            ),
+            DatabaseUnavailable => row(
+                "database_unavailable",
+                503,
+                Some("The database is temporarily unavailable. Please try again."),
                 Some(5),
             ),
 
@@ -492,6 +500,7 @@ mod tests {
             Code::InvalidNote,
             Code::MaterialNotStreamable,
             Code::FileStorageUnavailable,
+            Code::DatabaseUnavailable,
             Code::Unauthorized,
             Code::NotAcceptable,
             Code::RequestTimeout,

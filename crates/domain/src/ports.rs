@@ -58,20 +58,55 @@ pub fn now_micros(clock: &dyn Clock) -> DateTime<Utc> {
 // ----- storage errors -------------------------------------------------------------------------
 
 /// A store failed (database down, constraint the adapter did not expect, ...). The message is
-/// for logs.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct StoreError(Box<dyn std::error::Error + Send + Sync + 'static>);
+/// for logs. [`StoreError::unavailable`] marks a failure to reach the store at all (no
+/// connection within the pool's timeout, a connection lost mid-query): clients get a 503 with
+/// `Retry-After` for those, and a 500 for the rest.
+#[derive(Debug)]
+pub struct StoreError {
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    unavailable: bool,
+}
+
+/// Transparent: the adapter's message and its source.
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
+    }
+}
 
 impl StoreError {
     /// Wraps an adapter's error.
     pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
-        Self(error.into())
+        Self {
+            source: error.into(),
+            unavailable: false,
+        }
+    }
+
+    /// Wraps an adapter's error that means the store cannot be reached right now.
+    pub fn unavailable(
+        error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self {
+            source: error.into(),
+            unavailable: true,
+        }
+    }
+
+    /// Whether the store could not be reached (a retry later may succeed).
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
     }
 
     /// The adapter's error.
     pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self.0.as_ref()
+        self.source.as_ref()
     }
 }
 

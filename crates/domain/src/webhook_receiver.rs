@@ -151,7 +151,7 @@ pub enum ReceiveError {
         /// The log record.
         event_id: Uuid,
     },
-    /// The event log failed (500).
+    /// The event log failed (500; 503 `database_unavailable` when the database is unreachable).
     #[error(transparent)]
     Storage(#[from] DeliveryLogError),
 }
@@ -182,6 +182,9 @@ impl ToProblem for ReceiveError {
                 .with_field("event_id", event_id.to_string()),
             Self::InProgress { event_id } => {
                 Problem::new(Code::WebhookInProgress).with_field("event_id", event_id.to_string())
+            }
+            Self::Storage(DeliveryLogError::Storage(error)) if error.is_unavailable() => {
+                Problem::new(Code::DatabaseUnavailable)
             }
             Self::Storage(_) => Problem::new(Code::Internal),
         }
@@ -537,6 +540,16 @@ mod tests {
         );
         assert_eq!(readable_event_name(br#"{"event":1}"#), None);
         assert_eq!(readable_event_name(b"not json"), None);
+    }
+
+    #[test]
+    fn an_unreachable_event_log_is_a_503_and_other_store_failures_a_500() {
+        use crate::ports::StoreError;
+        let down = ReceiveError::from(StoreError::unavailable("pool timed out"));
+        assert_eq!(down.problem().code, Code::DatabaseUnavailable);
+        assert_eq!(down.problem().retry_after_secs(), Some(5));
+        let broken = ReceiveError::from(StoreError::new("constraint"));
+        assert_eq!(broken.problem().code, Code::Internal);
     }
 
     #[test]

@@ -7,10 +7,12 @@ use chrono::{DateTime, Utc};
 use domain::ports::{DeliveryRecord, DeliveryStatus, DeliveryStore, StoreError};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     TryInsertResult,
 };
 use uuid::Uuid;
+
+use super::store_error;
 
 use crate::db::entities::webhook_event_log::{
     ActiveModel, Column, Entity, Model, WebhookEventStatus,
@@ -27,10 +29,6 @@ impl SqlDeliveryStore {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
-}
-
-fn store_error(error: DbErr) -> StoreError {
-    StoreError::new(error)
 }
 
 fn to_row_status(status: DeliveryStatus) -> WebhookEventStatus {

@@ -47,7 +47,7 @@ impl LeaseStore for SqlLeaseStore {
             )
             .to_owned();
         // Zero rows means the conflict's WHERE was false: someone else holds a live lease.
-        let result = self.db.execute(&upsert).await.map_err(StoreError::new)?;
+        let result = self.db.execute(&upsert).await.map_err(super::store_error)?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -57,7 +57,7 @@ impl LeaseStore for SqlLeaseStore {
             .filter(Column::Holder.eq(holder))
             .exec(&self.db)
             .await
-            .map_err(StoreError::new)?;
+            .map_err(super::store_error)?;
         Ok(result.rows_affected > 0)
     }
 
@@ -66,7 +66,7 @@ impl LeaseStore for SqlLeaseStore {
             .filter(Column::ExpiresAt.gt(now))
             .one(&self.db)
             .await
-            .map_err(StoreError::new)?;
+            .map_err(super::store_error)?;
         Ok(row.map(|row| Lease {
             name: row.name,
             holder: row.holder,

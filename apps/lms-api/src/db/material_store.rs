@@ -25,11 +25,12 @@ use domain::materials::{
 use domain::ports::{MaterialRepository, StoreError, SystemClock, now_micros};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query, UpdateStatement};
 use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect,
-    TransactionTrait,
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
+
+use super::store_error;
 
 use crate::db::entities::teacher_material::{self, MaterialType};
 use crate::db::entities::teacher_storage_quota;
@@ -45,10 +46,6 @@ impl SqlMaterialStore {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
-}
-
-fn store_error(error: DbErr) -> StoreError {
-    StoreError::new(error)
 }
 
 /// A byte count as the database stores it.

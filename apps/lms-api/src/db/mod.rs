@@ -23,10 +23,12 @@ use sea_orm::{
     TransactionTrait,
 };
 
+use domain::ports::StoreError;
+
 use crate::settings::{DatabaseKind, DatabaseUrl};
 
 /// How long a request may wait for a pooled connection before failing.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long opening a new connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Key of the PostgreSQL advisory lock held while migrating ("lmsmigr" in ASCII).
@@ -54,6 +56,40 @@ pub enum DbSetupError {
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[source] DbErr),
+}
+
+/// A database error as a domain [`StoreError`], marked unavailable when the database could not
+/// be reached at all: no connection within [`ACQUIRE_TIMEOUT`] (the server down or restarting,
+/// the pool exhausted), a connection lost mid-statement, or PostgreSQL shutting down or still
+/// starting. Those become 503 `database_unavailable`; anything else stays a 500.
+pub fn store_error(error: DbErr) -> StoreError {
+    if is_unavailable(&error) {
+        StoreError::unavailable(error)
+    } else {
+        StoreError::new(error)
+    }
+}
+
+fn is_unavailable(error: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as SqlxError;
+    match error {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(inner))
+        | DbErr::Exec(RuntimeErr::SqlxError(inner))
+        | DbErr::Query(RuntimeErr::SqlxError(inner)) => match inner.as_ref() {
+            SqlxError::Io(_)
+            | SqlxError::PoolTimedOut
+            | SqlxError::PoolClosed
+            | SqlxError::WorkerCrashed => true,
+            // admin_shutdown, crash_shutdown, cannot_connect_now (SQLSTATE class 57P).
+            SqlxError::Database(db) => db
+                .code()
+                .is_some_and(|code| matches!(code.as_ref(), "57P01" | "57P02" | "57P03")),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// Opens a connection pool. For a SQLite file the parent directory is created when missing,
@@ -110,5 +146,39 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbSetupError> {
             txn.commit().await.map_err(DbSetupError::Migrate)
         }
         _ => Migrator::up(db, None).await.map_err(DbSetupError::Migrate),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::{ConnAcquireErr, RuntimeErr};
+
+    use super::*;
+
+    #[test]
+    fn unreachable_database_errors_are_marked_unavailable() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for error in [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+            DbErr::Conn(RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Io(
+                io,
+            )))),
+            DbErr::Query(RuntimeErr::SqlxError(Arc::new(
+                sea_orm::sqlx::Error::PoolTimedOut,
+            ))),
+        ] {
+            assert!(store_error(error).is_unavailable());
+        }
+        for error in [
+            DbErr::RecordNotFound("row".to_owned()),
+            DbErr::Query(RuntimeErr::SqlxError(Arc::new(
+                sea_orm::sqlx::Error::RowNotFound,
+            ))),
+        ] {
+            assert!(!store_error(error).is_unavailable());
+        }
     }
 }

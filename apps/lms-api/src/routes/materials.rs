@@ -281,7 +281,7 @@ async fn store_file_part(
         (status = 413, description = "`file_too_large` (over `MATERIAL_MAX_BYTES`, also from `Content-Length` alone) or `quota_exceeded`", body = ErrorBody),
         (status = 415, description = "`unsupported_file_type`: type, extension and content disagree, or a script or executable", body = ErrorBody),
         (status = 422, description = "`virus_detected` (with `signature`), `invalid_name`", body = ErrorBody),
-        (status = 503, description = "`scanner_unavailable`, `file_storage_unavailable`", body = ErrorBody),
+        (status = 503, description = "`scanner_unavailable`, `file_storage_unavailable`, `database_unavailable`", body = ErrorBody),
     )
 )]
 #[post("/teachers/materials/upload")]
@@ -415,6 +415,7 @@ pub async fn create_link(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
     )
 )]
 #[get("/teachers/materials")]
@@ -463,6 +464,7 @@ pub async fn list_materials(
         (status = 200, body = QuotaView),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
     )
 )]
 #[get("/teachers/materials/quota")]

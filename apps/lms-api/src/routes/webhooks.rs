@@ -60,7 +60,7 @@ pub struct DcsWebhookDelivery {
         (status = 401, description = "Signature missing (`webhook_signature_missing`) or wrong (`webhook_signature_invalid`)", body = ErrorBody),
         (status = 408, description = "The body did not arrive within `LMS_BODY_READ_TIMEOUT` (`request_timeout`); the connection is closed", body = ErrorBody),
         (status = 413, description = "Body larger than 1 MiB (`payload_too_large`)", body = ErrorBody),
-        (status = 503, description = "Cache not invalidated on every instance (`cache_invalidation_incomplete`), or an identical delivery still in progress (`webhook_in_progress`); retry", body = ErrorBody),
+        (status = 503, description = "Cache not invalidated on every instance (`cache_invalidation_incomplete`), an identical delivery still in progress (`webhook_in_progress`), or the database unreachable (`database_unavailable`); retry", body = ErrorBody),
         (status = 500, description = "The event log failed; retry", body = ErrorBody),
     )
 )]

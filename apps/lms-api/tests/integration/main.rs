@@ -15,6 +15,7 @@ mod content;
 mod database;
 mod environment_doc;
 mod errors;
+mod faults;
 mod guards;
 mod head;
 mod instances;

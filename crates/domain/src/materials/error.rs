@@ -100,7 +100,24 @@ impl ToProblem for MaterialError {
                 Problem::new(Code::RangeNotSatisfiable)
             }
             Self::Storage(_) => Problem::new(Code::FileStorageUnavailable),
+            Self::Repository(error) if error.is_unavailable() => {
+                Problem::new(Code::DatabaseUnavailable)
+            }
             Self::Repository(_) => Problem::new(Code::Internal),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_repository_is_a_503_and_other_failures_a_500() {
+        let down = MaterialError::Repository(StoreError::unavailable("pool timed out"));
+        assert_eq!(down.problem().code, Code::DatabaseUnavailable);
+        assert_eq!(down.problem().code.status(), 503);
+        let broken = MaterialError::Repository(StoreError::new("constraint"));
+        assert_eq!(broken.problem().code, Code::Internal);
     }
 }
