@@ -57,10 +57,7 @@ fuzz_target!(|data: &[u8]| {
     let book = BookRef::new(1, "Dream Press", book_name).expect("checked above");
     let key = book.object_key(&path);
     let prefix = format!("Dream Press/books/{book_name}/");
-    assert!(
-        key.strip_prefix(&prefix) == Some(p),
-        "{raw:?}: key {key:?}"
-    );
+    assert!(key.strip_prefix(&prefix) == Some(p), "{raw:?}: key {key:?}");
 
     // The proxy URL's path (each segment percent-encoded) comes back to the same asset when
     // the media route normalises it: the link and the route agree.

@@ -73,7 +73,9 @@ fuzz_target!(|data: &[u8]| {
         if mode & 1 == 0 {
             f.transformer.transform_book(&f.book, input.clone()).await
         } else {
-            f.transformer.transform_activity(&f.book, input.clone()).await
+            f.transformer
+                .transform_activity(&f.book, input.clone())
+                .await
         }
     });
     let out = match result {

@@ -18,9 +18,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use bytes::{Bytes, BytesMut};
 use domain::errors::ToProblem as _;
 use domain::materials::rules::{check_name, content_disposition};
-use domain::materials::{
-    FileUpload, MaterialError, MaterialLimits, MaterialService, StagedFile,
-};
+use domain::materials::{FileUpload, MaterialError, MaterialLimits, MaterialService, StagedFile};
 use domain::memory::{MemoryMaterials, PatternScanner};
 use domain::ports::SystemClock;
 use futures_util::StreamExt as _;
@@ -49,7 +47,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// Why an upload was refused (the route's answer would be 4xx/5xx).
 #[derive(Debug)]
-#[expect(dead_code, reason = "the fields are shown through Debug in failure messages")]
+#[expect(
+    dead_code,
+    reason = "the fields are shown through Debug in failure messages"
+)]
 enum Refused {
     Multipart(MultipartError),
     Material(MaterialError),
@@ -116,7 +117,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(record.file_size, Some(fed.len() as u64));
                 assert_eq!(used, fed.len() as u64);
                 assert!(!fed.is_empty() && fed.len() as u64 <= MAX_FILE_BYTES.min(QUOTA));
-                assert!(!fed.windows(VIRUS.len()).any(|w| w == VIRUS), "virus stored");
+                assert!(
+                    !fed.windows(VIRUS.len()).any(|w| w == VIRUS),
+                    "virus stored"
+                );
 
                 let key = record.storage_key.clone().unwrap();
                 let stored = store.get(&key, None).await.unwrap();
@@ -127,8 +131,9 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(segments.len(), 3, "{key:?}");
                 assert_eq!(segments[0], teacher.to_string());
                 assert!(
-                    segments[2].bytes().all(|b| b.is_ascii_alphanumeric()
-                        || matches!(b, b'.' | b'-' | b'_')),
+                    segments[2]
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')),
                     "{key:?}"
                 );
 
