@@ -20,7 +20,7 @@ ensure_cargo_fuzz
 # The pinned stable toolchain cannot build with a sanitizer (-Zsanitizer is nightly-only), so
 # the targets are built without one: libFuzzer's coverage instrumentation works on stable, and
 # our own code forbids `unsafe`, which is what a sanitizer would mostly watch. Release mode
-# keeps debug assertions and overflow checks on (cargo-fuzz's default).
+# for speed (with cargo-fuzz that means no debug_assert!/overflow checks; `-a` adds them).
 fuzz_flags=(-O --sanitizer none)
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then fuzz_flags+=(--target-dir "$CARGO_TARGET_DIR"); fi
 
