@@ -21,5 +21,9 @@ lint:
 bench:
     scripts/bench.sh
 
+# The fuzz targets, each for a time (`just fuzz`, `just fuzz 300`, `just fuzz 120 asset_path`).
+fuzz seconds="60" *targets:
+    scripts/fuzz.sh {{seconds}} {{targets}}
+
 fmt:
     cargo fmt --all

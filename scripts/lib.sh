@@ -85,3 +85,11 @@ ensure_clamd() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav-daemon >/dev/null
   command -v clamd >/dev/null || [ -x /usr/sbin/clamd ] || die "clamd did not install"
 }
+
+# cargo-fuzz for scripts/fuzz.sh (the fuzz targets build on the pinned stable toolchain).
+CARGO_FUZZ_VERSION=0.13.2
+ensure_cargo_fuzz() {
+  if cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then return 0; fi
+  log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+}

@@ -56,6 +56,10 @@ log "one rustls crypto provider (ring), no aws-lc-rs"
 scripts/check-crypto-provider.sh
 log "examples build"
 cargo build --workspace --examples --locked
+# fuzz/ is its own workspace: checked here so its targets cannot silently stop compiling
+# (about 2 minutes from scratch, seconds after; running them is scripts/fuzz.sh, not CI).
+log "fuzz targets compile"
+cargo check --manifest-path fuzz/Cargo.toml --locked
 log "doc tests"
 cargo test --workspace --doc --locked
 real_dcs_note

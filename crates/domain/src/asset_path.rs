@@ -205,8 +205,11 @@ impl PathRejection {
 ///    stay inside the book (`a/../b`), as DCS itself refuses `..`;
 /// 5. a segment that would decode again to `.`, `..`, or something with a separator or a
 ///    control character is refused, so a second decoder further down cannot be tricked;
-/// 6. a leading `books/{book_name}/` is removed; `books/{other}/...` (three or more segments)
-///    is another book's asset and refused.
+/// 6. a leading `books/{book_name}/` is removed, as often as it repeats; `books/{other}/...`
+///    (three or more segments), also after such a prefix, is another book's asset and refused.
+///
+/// So a normalised path never starts with a book prefix, and the proxy URL made of it
+/// (segments percent-encoded) normalises back to the same path on the asset routes.
 ///
 /// Because a `books` folder inside the book cannot be told apart from another book's prefix,
 /// `books/{x}/{y}` is always read as book `x`.
@@ -235,15 +238,21 @@ pub fn normalize(raw: &str, book_name: &str) -> Result<BookAssetPath, PathReject
         }
     }
 
-    let rest: &[&str] = match segments.as_slice() {
-        ["books", book, rest @ ..] if *book == book_name => rest,
-        ["books", other, _, ..] => {
-            return Err(PathRejection::OtherBook {
-                book: other.chars().take(100).collect(),
-            });
+    // Repeatedly: what is left is itself read by this rule when it comes back in an asset
+    // URL, so `books/{book_name}/books/{book_name}/x` must give `x` here too, and
+    // `books/{book_name}/books/{other}/x` must be refused here too.
+    let mut rest: &[&str] = segments.as_slice();
+    loop {
+        match rest {
+            ["books", book, tail @ ..] if *book == book_name => rest = tail,
+            ["books", other, _, ..] => {
+                return Err(PathRejection::OtherBook {
+                    book: other.chars().take(100).collect(),
+                });
+            }
+            _ => break,
         }
-        all => all,
-    };
+    }
     if rest.is_empty() {
         return Err(PathRejection::Empty);
     }
@@ -417,6 +426,31 @@ mod tests {
                 book: "OTHER".into()
             }
         );
+    }
+
+    #[test]
+    fn a_book_prefix_after_the_book_prefix_is_read_the_same_way() {
+        // Found by fuzzing: `books/FLOWDEMO/x.png` used to be given out, and its proxy URL
+        // came back to the asset route as `x.png`, another asset.
+        assert_eq!(ok("./books/FLOWDEMO/books/FLOWDEMO/x.png"), "x.png");
+        assert_eq!(
+            ok("books/FLOWDEMO/books/FLOWDEMO/books/x.png"),
+            "books/x.png"
+        );
+        assert_eq!(
+            err("./books/FLOWDEMO/books/OTHER/x.png"),
+            PathRejection::OtherBook {
+                book: "OTHER".into()
+            }
+        );
+        assert_eq!(err("./books/FLOWDEMO/books/FLOWDEMO"), PathRejection::Empty);
+        for raw in [
+            "./books/FLOWDEMO/books/FLOWDEMO/x.png",
+            "books/FLOWDEMO/books/cover.png",
+        ] {
+            let once = ok(raw);
+            assert_eq!(ok(&once), once, "{raw:?}");
+        }
     }
 
     #[test]

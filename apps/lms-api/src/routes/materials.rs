@@ -689,3 +689,49 @@ pub async fn set_teacher_quota(
         detail,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use actix_web::ResponseError as _;
+    use actix_web::error::PayloadError;
+    use actix_web::http::header::{self, HeaderMap, HeaderValue};
+    use bytes::Bytes;
+    use futures_util::StreamExt as _;
+
+    use super::*;
+
+    /// A body that ends without its closing boundary must end the upload with an error, not
+    /// leave the file part pending until the body-read timeout (actix-multipart before 0.8.2
+    /// did: found by fuzz/fuzz_targets/multipart.rs).
+    #[tokio::test]
+    async fn a_body_without_its_closing_boundary_is_an_error_at_once() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=B"),
+        );
+        for cut in ["\r\n--", "\r", "\r\n"] {
+            let body = format!(
+                "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nhello{cut}"
+            );
+            let chunks: Vec<Result<Bytes, PayloadError>> = vec![Ok(Bytes::from(body))];
+            let mut form = Multipart::new(&headers, futures_util::stream::iter(chunks));
+            let read = async {
+                let mut field = form.next().await.expect("a part").expect("its headers");
+                while let Some(chunk) = field.next().await {
+                    if let Err(error) = chunk {
+                        return Err(multipart_error(error));
+                    }
+                }
+                Ok(())
+            };
+            let answer = tokio::time::timeout(Duration::from_secs(5), read)
+                .await
+                .unwrap_or_else(|_| panic!("{cut:?}: still pending at the end of the body"));
+            let error = answer.expect_err("an incomplete body is refused");
+            assert_eq!(error.status_code(), StatusCode::BAD_REQUEST, "{cut:?}");
+        }
+    }
+}
