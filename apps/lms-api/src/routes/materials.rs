@@ -25,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{AdminOnly, RequireRole, TeacherOnly};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, not_a_fixed_route};
 use crate::guards::client_key;
 use crate::routes::content::{body_response, header_str, not_modified, unsatisfiable};
 use crate::state::AppState;
@@ -487,7 +487,7 @@ pub async fn material_quota(
         (status = 404, description = "`material_not_found` (also another teacher's)", body = ErrorBody),
     )
 )]
-#[get("/teachers/materials/{id}")]
+#[get("/teachers/materials/{id}", guard = "not_a_fixed_route")]
 pub async fn get_material(
     teacher: RequireRole<TeacherOnly>,
     state: web::Data<AppState>,
@@ -598,7 +598,7 @@ pub async fn stream_material(
         (status = 422, description = "`invalid_name`, `invalid_note`, `invalid_url`, `invalid_body`", body = ErrorBody),
     )
 )]
-#[patch("/teachers/materials/{id}")]
+#[patch("/teachers/materials/{id}", guard = "not_a_fixed_route")]
 pub async fn update_material(
     teacher: RequireRole<TeacherOnly>,
     state: web::Data<AppState>,
@@ -635,7 +635,7 @@ pub async fn update_material(
         (status = 503, body = ErrorBody),
     )
 )]
-#[delete("/teachers/materials/{id}")]
+#[delete("/teachers/materials/{id}", guard = "not_a_fixed_route")]
 pub async fn delete_material(
     teacher: RequireRole<TeacherOnly>,
     state: web::Data<AppState>,
