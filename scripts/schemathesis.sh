@@ -11,6 +11,7 @@
 #             checked is that the refusals (401, 400, 413) are the documented ones.
 # What the schema cannot say is in scripts/schemathesis.toml, each exception commented.
 # Knobs: SCHEMATHESIS_EXAMPLES (50), SCHEMATHESIS_VENV (target/schemathesis-venv),
+# SCHEMATHESIS_VERSION (the pinned release),
 # SCHEMATHESIS_ROLE (one role for every group instead), SCHEMATHESIS_ARGS (more arguments for
 # `schemathesis run`, e.g. `--seed 1`).
 set -euo pipefail
@@ -35,11 +36,13 @@ for group in "${groups[@]}"; do
   [[ " ${all_groups[*]} " == *" $group "* ]] || die "unknown group $group (${all_groups[*]})"
 done
 
+# The version the exceptions in scripts/schemathesis.toml were written against.
+version=${SCHEMATHESIS_VERSION:-4.32.5}
 venv=$(realpath -m "${SCHEMATHESIS_VENV:-target/schemathesis-venv}")
-if [ ! -x "$venv/bin/schemathesis" ]; then
-  log "installing schemathesis (PyPI) into $venv"
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$version"; then
+  log "installing schemathesis $version (PyPI) into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q schemathesis
+  "$venv/bin/pip" install -q "schemathesis==$version"
 fi
 
 log "building"

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{MaterialKind, MaterialRecord, Quota};
+use super::{MaterialRecord, Quota};
 
 /// Usage at or above this share of the quota is a warning.
 pub const WARNING_PERCENT: f64 = 80.0;
@@ -54,9 +54,10 @@ impl MaterialView {
     }
 }
 
-/// The schema of a material's `type`: one of the wire names of [`MaterialKind`].
+/// The schema of a material's `type`: one of the wire names of [`super::MaterialKind`].
 #[cfg(feature = "openapi")]
 fn kind_schema() -> utoipa::openapi::schema::Object {
+    use super::MaterialKind;
     utoipa::openapi::schema::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
         .enum_values(Some(MaterialKind::ALL.map(MaterialKind::as_str)))
