@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and every test, on a fresh machine too: installs and starts what the tests
-# need, then fmt, clippy (-D warnings), the crypto-provider check, and all tests.
+# need, then fmt, clippy (-D warnings), the crypto-provider check, schemathesis over every route
+# (scripts/schemathesis.sh), and all tests.
 #   scripts/test.sh            everything
 #   scripts/test.sh <crate>... those crates' tests and doc tests only (e.g. dcs-client)
 set -euo pipefail
@@ -63,6 +64,9 @@ cargo check --manifest-path fuzz/Cargo.toml --locked
 log "doc tests"
 cargo test --workspace --doc --locked
 real_dcs_note
+# Schema conformance: every route against /openapi.json (no 5xx, every answer as documented).
+log "schemathesis on every route"
+SCHEMATHESIS_EXAMPLES=${SCHEMATHESIS_EXAMPLES:-20} scripts/schemathesis.sh
 # Last, so the run ends with the count of every test that ran.
 log "tests"
 cargo nextest run --workspace --no-fail-fast --locked

@@ -15,6 +15,7 @@ use std::fmt;
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::guard::GuardContext;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
@@ -440,6 +441,11 @@ impl AllowedMethods {
         Self(map)
     }
 
+    /// Whether `path` is a documented route without parameters (`/api/v1/teachers/materials/quota`).
+    pub fn is_fixed_route(&self, path: &str) -> bool {
+        !path.contains('{') && self.0.contains_key(path)
+    }
+
     /// Methods of a route pattern such as `/api/v1/books/{id}`; empty when unknown. A pattern
     /// with a regex segment (`{path:.+}`) is looked up as the document names it (`{path}`).
     pub fn for_pattern(&self, pattern: &str) -> &[Method] {
@@ -467,6 +473,15 @@ fn without_regex(pattern: &str) -> String {
         }
     }
     plain
+}
+
+/// Route guard of a parameter route (`/teachers/materials/{id}`) that shares its shape with
+/// fixed routes (`/teachers/materials/quota`): it never takes a fixed route's path, so a wrong
+/// method there reaches [`unmatched_route`] (405 with the fixed route's `Allow`) instead of
+/// failing to parse `quota` as an id (400 `invalid_path`).
+pub fn not_a_fixed_route(ctx: &GuardContext<'_>) -> bool {
+    ctx.app_data::<web::Data<AllowedMethods>>()
+        .is_none_or(|allowed| !allowed.is_fixed_route(ctx.head().uri.path()))
 }
 
 /// Default service: 405 when the path exists under another method, 404 otherwise.

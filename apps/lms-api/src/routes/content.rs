@@ -467,6 +467,7 @@ pub async fn book_media(
     params(("id" = i64, Path, description = "DCS book id")),
     responses(
         (status = 200, body = ActivityImportReport),
+        (status = 400, description = "The id is not a 64-bit integer (`invalid_path`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),

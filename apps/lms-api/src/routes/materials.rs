@@ -25,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{AdminOnly, RequireRole, TeacherOnly};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, not_a_fixed_route};
 use crate::guards::client_key;
 use crate::routes::content::{body_response, header_str, not_modified, unsatisfiable};
 use crate::state::AppState;
@@ -75,13 +75,93 @@ pub struct MaterialList {
     pub quota: QuotaView,
 }
 
+/// The schemas of fields whose rules are the domain's ([`rules`]), built from the same
+/// constants the checks use, so the document and the code cannot drift apart.
+pub(crate) mod field_schemas {
+    use domain::materials::{MaterialKind, rules};
+    use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
+
+    fn string(nullable: bool) -> ObjectBuilder {
+        if nullable {
+            ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        } else {
+            ObjectBuilder::new().schema_type(Type::String)
+        }
+    }
+
+    fn name_of(nullable: bool) -> Object {
+        string(nullable)
+            .pattern(Some(rules::NAME_PATTERN))
+            .description(Some(format!(
+                "1 to {} characters (surrounding white space is trimmed), no control \
+                 characters, no `/` or `\\`, not `.` or `..`.",
+                rules::MAX_NAME_CHARS
+            )))
+            .build()
+    }
+
+    fn note_of(nullable: bool) -> Object {
+        string(nullable)
+            .pattern(Some(rules::NOTE_PATTERN))
+            .max_length(Some(rules::MAX_NOTE_BYTES))
+            .description(Some(format!(
+                "Not only white space; at most {} bytes of UTF-8 (a limit in bytes, which \
+                 `maxLength` can only bound in characters).",
+                rules::MAX_NOTE_BYTES
+            )))
+            .build()
+    }
+
+    fn url_of(nullable: bool) -> Object {
+        string(nullable)
+            .pattern(Some(rules::URL_PATTERN))
+            .max_length(Some(rules::MAX_URL_CHARS))
+            .description(Some(format!(
+                "An absolute `http` or `https` URL without user name or password, at most {} \
+                 characters. Every URL the pattern matches is accepted; IP-address hosts, \
+                 international names and ports above 9999 are accepted too.",
+                rules::MAX_URL_CHARS
+            )))
+            .build()
+    }
+
+    pub fn name() -> Object {
+        name_of(false)
+    }
+    pub fn optional_name() -> Object {
+        name_of(true)
+    }
+    pub fn note() -> Object {
+        note_of(false)
+    }
+    pub fn optional_note() -> Object {
+        note_of(true)
+    }
+    pub fn url() -> Object {
+        url_of(false)
+    }
+    pub fn optional_url() -> Object {
+        url_of(true)
+    }
+
+    /// The list filter: a type, or empty for every type.
+    pub fn kind_filter() -> Object {
+        let mut names = vec![""];
+        names.extend(MaterialKind::ALL.map(MaterialKind::as_str));
+        string(false)
+            .enum_values(Some(names))
+            .description(Some("Only this type (empty: every type)."))
+            .build()
+    }
+}
+
 /// Filter and page of a list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only this type: `document`, `image`, `audio`, `video`, `url` or `text_note`.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", schema_with = field_schemas::kind_filter)]
     kind: Option<String>,
     /// Materials to skip (default 0).
     #[param(minimum = 0, maximum = 9223372036854775807_i64)]
@@ -94,17 +174,18 @@ pub struct ListParams {
 /// A new note.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewNote {
-    /// 1 to 255 characters, no control characters, no `/` or `\`.
+    #[schema(schema_with = field_schemas::name)]
     pub name: String,
-    /// Up to 50 KB of text.
+    #[schema(schema_with = field_schemas::note)]
     pub content: String,
 }
 
 /// A new link.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewLink {
+    #[schema(schema_with = field_schemas::name)]
     pub name: String,
-    /// `http` or `https`, up to 2,000 characters.
+    #[schema(schema_with = field_schemas::url)]
     pub url: String,
 }
 
@@ -112,19 +193,85 @@ pub struct NewLink {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaterialPatch {
+    #[schema(schema_with = field_schemas::optional_name)]
     pub name: Option<String>,
     /// Notes only (`text_content` or `content`).
     #[serde(alias = "content")]
+    #[schema(schema_with = field_schemas::optional_note)]
     pub text_content: Option<String>,
     /// Links only.
+    #[schema(schema_with = field_schemas::optional_url)]
     pub url: Option<String>,
 }
+
+/// The upload form (`multipart/form-data`), for the documentation only: the handler streams
+/// the parts as they arrive.
+#[derive(Debug)]
+pub struct UploadForm;
+
+/// Part names travel in a `Content-Disposition` header: no control characters, quotes or
+/// backslashes.
+const PART_NAME_PATTERN: &str = r#"^[^\u0000-\u001f\u007f"\\]*$"#;
+
+impl utoipa::PartialSchema for UploadForm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        let file = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .min_length(Some(1))
+            .description(Some(
+                "The file, with a file name. Its part's `Content-Type`, its name's extension \
+                 and its first bytes must name the same allowed type (documents, images, \
+                 audio, video; no scripts or executables), else 415 `unsupported_file_type`.",
+            ));
+        ObjectBuilder::new()
+            .property("file", file)
+            .required("file")
+            .property("name", field_schemas::name())
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(PART_NAME_PATTERN)),
+            ))
+            .description(Some(
+                "`file` and an optional display `name` (default: the file name); other text \
+                 parts of up to 4 KiB are ignored.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for UploadForm {}
 
 /// A quota an admin sets.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct QuotaUpdate {
-    /// Bytes.
+    /// Bytes, at most `MAX_QUOTA_BYTES` (2^63 - 1).
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub quota_bytes: u64,
+}
+
+/// A JSON number that is a non-negative whole number, written as an integer or not (`5` and
+/// `5.0` are the same integer to JSON Schema, so to this API too).
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    use serde::de::Error as _;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(whole) = number.as_u64() {
+        return Ok(whole);
+    }
+    match number.as_f64() {
+        // 2^64 is exact as an f64; every whole f64 below it fits a u64.
+        Some(value)
+            if value.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&value) =>
+        {
+            Ok(value as u64)
+        }
+        _ => Err(D::Error::custom(format!(
+            "invalid value: {number}, expected a whole number of bytes, at least 0"
+        ))),
+    }
 }
 
 /// The quota an admin set.
@@ -271,7 +418,7 @@ async fn store_file_part(
 #[utoipa::path(
     tag = "materials",
     security(("bearer" = [])),
-    request_body(content_type = "multipart/form-data", description = "`file`: the file (its part's `Content-Type` and file name must agree with its bytes); `name`: optional display name"),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 201, body = MaterialWithQuota),
         (status = 400, description = "`invalid_upload` (no `file` part, two of them, a cut-off or malformed body), `empty_file`", body = ErrorBody),
@@ -489,7 +636,7 @@ pub async fn material_quota(
         (status = 404, description = "`material_not_found` (also another teacher's)", body = ErrorBody),
     )
 )]
-#[get("/teachers/materials/{id}")]
+#[get("/teachers/materials/{id}", guard = "not_a_fixed_route")]
 pub async fn get_material(
     teacher: RequireRole<TeacherOnly>,
     state: web::Data<AppState>,
@@ -600,7 +747,7 @@ pub async fn stream_material(
         (status = 422, description = "`invalid_name`, `invalid_note`, `invalid_url`, `invalid_body`", body = ErrorBody),
     )
 )]
-#[patch("/teachers/materials/{id}")]
+#[patch("/teachers/materials/{id}", guard = "not_a_fixed_route")]
 pub async fn update_material(
     teacher: RequireRole<TeacherOnly>,
     state: web::Data<AppState>,
@@ -637,7 +784,7 @@ pub async fn update_material(
         (status = 503, body = ErrorBody),
     )
 )]
-#[delete("/teachers/materials/{id}")]
+#[delete("/teachers/materials/{id}", guard = "not_a_fixed_route")]
 pub async fn delete_material(
     teacher: RequireRole<TeacherOnly>,
     state: web::Data<AppState>,
@@ -655,11 +802,11 @@ pub async fn delete_material(
     request_body = QuotaUpdate,
     responses(
         (status = 200, body = QuotaSet),
-        (status = 400, body = ErrorBody),
+        (status = 400, description = "`invalid_path` (not a UUID), `malformed_json`", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 422, body = ErrorBody),
+        (status = 422, description = "`invalid_body`: `quota_bytes` missing, not a whole number, or over 2^63 - 1", body = ErrorBody),
     )
 )]
 #[put("/admin/teachers/{teacher_id}/quota")]

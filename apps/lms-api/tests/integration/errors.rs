@@ -165,6 +165,75 @@ async fn wrong_method_is_json_405_with_allow() {
     .await;
 }
 
+/// A fixed path (`/teachers/materials/quota`) under a parameter route's shape
+/// (`/teachers/materials/{id}`): a wrong method is a 405 with the fixed route's `Allow`, with or
+/// without a token, not a 400 for an id that does not parse.
+#[actix_web::test]
+async fn wrong_method_on_a_fixed_path_beside_an_id_route_is_405() {
+    let (_db, app) = test_app!();
+    let teacher = crate::support::token(lms_api::auth::Role::Teacher);
+    let cases = [
+        ("PATCH", "quota", "GET, HEAD"),
+        ("DELETE", "quota", "GET, HEAD"),
+        ("PATCH", "upload", "POST"),
+        ("GET", "upload", "POST"),
+        ("DELETE", "upload", "POST"),
+        ("GET", "notes", "POST"),
+        ("PATCH", "urls", "POST"),
+    ];
+    for (method, fixed, allow) in cases {
+        for token in [Some(teacher.as_str()), None] {
+            let mut request = actix_test::TestRequest::default()
+                .method(method.parse().unwrap())
+                .uri(&format!("/api/v1/teachers/materials/{fixed}"));
+            if let Some(token) = token {
+                request = request.insert_header(("Authorization", format!("Bearer {token}")));
+            }
+            let response = actix_test::call_service(&app, request.to_request()).await;
+            assert_eq!(
+                header(&response, "allow"),
+                allow,
+                "{method} {fixed} token: {}",
+                token.is_some()
+            );
+            expect_error(
+                response,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            )
+            .await;
+        }
+    }
+
+    // The id routes still take ids, and still refuse what is not one.
+    let call = |method: &'static str, path: String| {
+        actix_test::TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri(&path)
+            .insert_header(("Authorization", format!("Bearer {teacher}")))
+            .to_request()
+    };
+    let id = uuid::Uuid::new_v4();
+    for method in ["GET", "DELETE"] {
+        let response = actix_test::call_service(
+            &app,
+            call(method, format!("/api/v1/teachers/materials/{id}")),
+        )
+        .await;
+        expect_error(response, StatusCode::NOT_FOUND, "material_not_found").await;
+        let response = actix_test::call_service(
+            &app,
+            call(method, "/api/v1/teachers/materials/not-an-id".to_owned()),
+        )
+        .await;
+        expect_error(response, StatusCode::BAD_REQUEST, "invalid_path").await;
+    }
+    let response =
+        actix_test::call_service(&app, call("GET", "/api/v1/teachers/materials/quota".into()))
+            .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
 #[actix_web::test]
 async fn malformed_json_body_is_400() {
     let (_db, app) = test_app!();

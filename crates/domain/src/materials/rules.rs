@@ -12,6 +12,50 @@ pub const MAX_URL_CHARS: usize = 2000;
 /// Longest file-name part of an object key, in bytes.
 const MAX_KEY_NAME: usize = 100;
 
+/// [`check_name`] as a regular expression (ECMA 262, as OpenAPI's `pattern`; also valid for
+/// Rust's `regex` and Python's `re`), for the API's schema: optional white space that is not
+/// a control character around 1 to [`MAX_NAME_CHARS`] characters that start and end with a
+/// non-space, with no control character, `/` or `\\`, and that are not `.` or `..`. The tests
+/// below hold it to [`check_name`].
+pub const NAME_PATTERN: &str = concat!(
+    r"^[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
+    r"(?:",
+    // One character, not `.`.
+    r"[^\u0000-\u001f\u007f-\u009f/\\ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000.]",
+    // Two, not `..`.
+    r"|[^\u0000-\u001f\u007f-\u009f/\\ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000.]",
+    r"[^\u0000-\u001f\u007f-\u009f/\\ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"|\.[^\u0000-\u001f\u007f-\u009f/\\ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000.]",
+    // Three to 255.
+    r"|[^\u0000-\u001f\u007f-\u009f/\\ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"[^\u0000-\u001f\u007f-\u009f/\\]{1,253}",
+    r"[^\u0000-\u001f\u007f-\u009f/\\ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r")[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+);
+
+/// The non-empty half of [`check_note`] as a regular expression (unanchored, as OpenAPI's
+/// `pattern` is): a character that is not white space. The size limit is in bytes of UTF-8,
+/// which a schema cannot state; its `maxLength` is [`MAX_NOTE_BYTES`] characters, the bound
+/// no longer note can pass.
+pub const NOTE_PATTERN: &str =
+    r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+
+/// Links [`check_url`] accepts, as a regular expression for the API's schema (with
+/// `maxLength` [`MAX_URL_CHARS`]): optional white space around `http://` or `https://` (any
+/// case), a host name whose last label starts with a letter, an optional port of up to four
+/// digits, and a path, query or fragment without control characters or white space. Every
+/// link it matches is accepted; [`check_url`] (the WHATWG URL parser) also accepts links it
+/// does not describe (IP addresses, international names, larger ports, `http:host`), which a
+/// schema cannot state without restating that parser.
+pub const URL_PATTERN: &str = concat!(
+    r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
+    r"[hH][tT][tT][pP][sS]?://",
+    r"(?:[A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*",
+    r"(?::[0-9]{1,4})?",
+    r"(?:[/?#][^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?",
+    r"[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+);
+
 /// A name that cannot be used (the message is shown to the teacher).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
@@ -233,6 +277,125 @@ mod tests {
         );
         let long = format!("https://example.org/{}", "a".repeat(MAX_URL_CHARS));
         assert!(matches!(check_url(&long), Err(UrlError::TooLong { .. })));
+    }
+
+    /// Names, notes and links at and around every edge of the rules.
+    fn samples() -> Vec<String> {
+        let mut samples: Vec<String> = [
+            "",
+            " ",
+            "a",
+            " a ",
+            ".",
+            "..",
+            "...",
+            " . ",
+            " .. ",
+            ".a",
+            "a.",
+            "a.b",
+            "..a",
+            "/",
+            "a/b",
+            "a\\b",
+            "a\nb",
+            "a\n",
+            "\n",
+            "\ta",
+            "a\u{7f}",
+            "a\u{85}b",
+            "a\u{9f}",
+            "a\u{a0}",
+            "\u{a0}a\u{3000}",
+            "\u{2028}",
+            "\u{feff}",
+            "ü",
+            "Grüße 1",
+            "日本語",
+            "a\u{1b}[31m",
+            "https://example.org/a?b=c",
+            " https://example.org/ ",
+            "\thttp://a.b\n",
+            "HTTP://A.B/",
+            "https://example.org",
+            "http://a:8080/x#y",
+            "http://a:65000/",
+            "http://a.0/",
+            "http://1.2.3.4/",
+            "http:example.org",
+            "ftp://example.org/",
+            "javascript:alert(1)",
+            "/relative",
+            "https://u:p@example.org/",
+            "https://@example.org/",
+            "https:///x",
+            "https://a b/",
+            "https://a/b c",
+            "https://a/\u{85}",
+            "https://a/\u{a0}",
+            "http://-/",
+            "http://a-/x?%zz",
+            "https://example.org/ü",
+            "http://a..b/",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for len in [253, 254, 255, 256, 300] {
+            samples.push("x".repeat(len));
+            samples.push(format!(" {} ", "ü".repeat(len)));
+            samples.push(format!("a{}a", " ".repeat(len)));
+        }
+        for len in [MAX_URL_CHARS - 20, MAX_URL_CHARS - 19, MAX_URL_CHARS] {
+            samples.push(format!("https://example.org/{}", "a".repeat(len - 20)));
+        }
+        samples
+    }
+
+    #[test]
+    fn the_name_pattern_is_the_name_rule() {
+        let pattern = regex::Regex::new(NAME_PATTERN).unwrap();
+        for sample in samples() {
+            assert_eq!(
+                pattern.is_match(&sample),
+                check_name(&sample, "name").is_ok(),
+                "{sample:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_note_pattern_and_length_bound_the_note_rule() {
+        let pattern = regex::Regex::new(NOTE_PATTERN).unwrap();
+        let mut samples = samples();
+        samples.push("a".repeat(MAX_NOTE_BYTES));
+        samples.push("a".repeat(MAX_NOTE_BYTES + 1));
+        for sample in samples {
+            let by_schema = pattern.is_match(&sample) && sample.chars().count() <= MAX_NOTE_BYTES;
+            // Exact for ASCII; the byte limit is stricter than the schema's character bound.
+            if sample.is_ascii() {
+                assert_eq!(by_schema, check_note(&sample).is_ok(), "{sample:?}");
+            } else if check_note(&sample).is_ok() {
+                assert!(by_schema, "{sample:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_link_the_url_pattern_matches_is_accepted() {
+        let pattern = regex::Regex::new(URL_PATTERN).unwrap();
+        let mut matched = 0;
+        for sample in samples() {
+            if pattern.is_match(&sample) && sample.chars().count() <= MAX_URL_CHARS {
+                matched += 1;
+                assert!(check_url(&sample).is_ok(), "{sample:?}");
+            }
+        }
+        assert!(matched >= 10, "{matched}");
+        // What the pattern does not describe but the parser accepts (the schema is a subset).
+        for accepted in ["http://1.2.3.4/", "http:example.org", "http://a:65000/"] {
+            assert!(!pattern.is_match(accepted) && check_url(accepted).is_ok());
+        }
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub const RESERVE_STEP: u64 = 1024 * 1024;
 
 /// Largest page of a list.
 pub const MAX_PAGE: u64 = 100;
+/// Largest quota an admin can set, in bytes: stores keep byte counts as signed 64-bit integers.
+pub const MAX_QUOTA_BYTES: u64 = i64::MAX as u64;
 
 /// Limits from the settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -433,6 +435,11 @@ impl MaterialService {
     /// Sets a teacher's quota (an admin's act). A quota below usage is kept: uploads are then
     /// refused until files are deleted.
     pub async fn set_quota(&self, teacher: Uuid, quota_bytes: u64) -> Result<Quota, MaterialError> {
+        if quota_bytes > MAX_QUOTA_BYTES {
+            return Err(MaterialError::InvalidEdit(format!(
+                "quota_bytes is at most {MAX_QUOTA_BYTES}."
+            )));
+        }
         Ok(self.repo.set_quota(teacher, quota_bytes).await?)
     }
 

@@ -17,7 +17,7 @@ pub struct MaterialView {
     pub name: String,
     /// `document`, `image`, `audio`, `video`, `url` or `text_note`.
     #[serde(rename = "type")]
-    #[cfg_attr(feature = "openapi", schema(example = "document"))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = kind_schema))]
     pub kind: &'static str,
     /// Bytes, for files.
     pub file_size: Option<u64>,
@@ -52,6 +52,17 @@ impl MaterialView {
             download_url,
         }
     }
+}
+
+/// The schema of a material's `type`: one of the wire names of [`super::MaterialKind`].
+#[cfg(feature = "openapi")]
+fn kind_schema() -> utoipa::openapi::schema::Object {
+    use super::MaterialKind;
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(MaterialKind::ALL.map(MaterialKind::as_str)))
+        .examples([MaterialKind::Document.as_str()])
+        .build()
 }
 
 /// A teacher's storage use.

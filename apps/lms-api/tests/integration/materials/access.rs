@@ -6,7 +6,7 @@ use lms_api::create_app;
 use uuid::Uuid;
 
 use super::*;
-use crate::support::{Engine, TestDatabase, json_body};
+use crate::support::{Engine, TestDatabase, json_body, on_both_databases};
 
 /// One endpoint of the matrix: method, URI, body, the owner's status, another teacher's.
 type Endpoint = (&'static str, String, Option<Vec<u8>>, u16, u16);
@@ -219,3 +219,44 @@ async fn an_admin_quota_below_usage_is_accepted_and_blocks_uploads() {
     assert_eq!(stack.objects().await.len(), 1);
     assert_eq!(stack.used(teacher).await, 5_000);
 }
+
+/// Every quota the document allows is stored (a whole number written as `5.0` too); one over
+/// 2^63 - 1, which the database cannot hold, is a 422, not a 500.
+async fn quota_values_at_the_edges(database: TestDatabase) {
+    let stack = Stack::start(database, Backend::Fs, StackOptions::default()).await;
+    let app = actix_test::init_service(create_app(stack.state.clone())).await;
+    let teacher = Uuid::new_v4();
+    let admin = token_for(Uuid::new_v4(), Role::Admin);
+    let max = i64::MAX as u64;
+    let cases: [(&str, u16, Option<u64>); 7] = [
+        ("0", 200, Some(0)),
+        ("5.0", 200, Some(5)),
+        ("9223372036854775807", 200, Some(max)),
+        ("9223372036854775808", 422, None),
+        ("18446744073709551615", 422, None),
+        ("1.5", 422, None),
+        ("-1", 422, None),
+    ];
+    for (value, status, stored) in cases {
+        let response = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::put()
+                .uri(&format!("/api/v1/admin/teachers/{teacher}/quota"))
+                .insert_header(("Authorization", format!("Bearer {admin}")))
+                .insert_header(("Content-Type", "application/json"))
+                .set_payload(format!(r#"{{"quota_bytes": {value}}}"#))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), status, "{value}");
+        let body = json_body(response).await;
+        match stored {
+            Some(bytes) => assert_eq!(body["quota"]["quota_bytes"], bytes, "{value}: {body}"),
+            None => assert_eq!(body["code"], "invalid_body", "{value}: {body}"),
+        }
+    }
+    // The refused ones changed nothing.
+    let quota = stack.state.materials.quota(teacher).await.unwrap();
+    assert_eq!(quota.quota_bytes, max);
+}
+on_both_databases!(quota_values_at_the_edges);

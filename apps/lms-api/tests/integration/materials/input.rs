@@ -331,3 +331,66 @@ async fn lying_and_oversized_content_lengths() {
         .await;
     server.stop(false).await;
 }
+
+/// The document states the rules the routes apply, from the same constants.
+#[actix_web::test]
+async fn the_openapi_document_states_the_material_rules() {
+    use domain::materials::{MaterialKind, rules};
+
+    let (_db, state) = crate::support::sqlite_app_state().await;
+    let app = actix_test::init_service(create_app(state)).await;
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get()
+            .uri("/openapi.json")
+            .to_request(),
+    )
+    .await;
+    let doc = json_body(response).await;
+    let schemas = &doc["components"]["schemas"];
+    for (schema, field, pattern) in [
+        ("NewNote", "name", rules::NAME_PATTERN),
+        ("NewNote", "content", rules::NOTE_PATTERN),
+        ("NewLink", "name", rules::NAME_PATTERN),
+        ("NewLink", "url", rules::URL_PATTERN),
+        ("MaterialPatch", "name", rules::NAME_PATTERN),
+        ("MaterialPatch", "text_content", rules::NOTE_PATTERN),
+        ("MaterialPatch", "url", rules::URL_PATTERN),
+    ] {
+        let property = &schemas[schema]["properties"][field];
+        assert_eq!(property["pattern"], pattern, "{schema}.{field}: {property}");
+    }
+    assert_eq!(
+        schemas["NewNote"]["properties"]["content"]["maxLength"],
+        rules::MAX_NOTE_BYTES
+    );
+    assert_eq!(
+        schemas["NewLink"]["properties"]["url"]["maxLength"],
+        rules::MAX_URL_CHARS
+    );
+    // Optional in an edit: null is accepted.
+    let name = &schemas["MaterialPatch"]["properties"]["name"];
+    assert_eq!(
+        name["type"],
+        serde_json::json!(["string", "null"]),
+        "{name}"
+    );
+
+    let kinds: Vec<&str> = MaterialKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(
+        schemas["MaterialView"]["properties"]["type"]["enum"],
+        serde_json::json!(kinds)
+    );
+    let filter = doc["paths"]["/api/v1/teachers/materials"]["get"]["parameters"]
+        .as_array()
+        .and_then(|params| params.iter().find(|p| p["name"] == "type"))
+        .expect("type filter")
+        .clone();
+    let mut with_empty = vec![""];
+    with_empty.extend(&kinds);
+    assert_eq!(
+        filter["schema"]["enum"],
+        serde_json::json!(with_empty),
+        "{filter}"
+    );
+}
