@@ -510,6 +510,7 @@ pub async fn upload_material(
         (status = 403, body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_name`, `invalid_note` (empty or over 50 KB)", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
     )
 )]
 #[post("/teachers/materials/notes")]
@@ -537,6 +538,7 @@ pub async fn create_note(
         (status = 403, body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_name`, `invalid_url` (not http(s), over 2,000 characters)", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
     )
 )]
 #[post("/teachers/materials/urls")]
@@ -634,6 +636,7 @@ pub async fn material_quota(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, description = "`material_not_found` (also another teacher's)", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
     )
 )]
 #[get("/teachers/materials/{id}", guard = "not_a_fixed_route")]
@@ -690,7 +693,7 @@ async fn send_file(
         (status = 404, body = ErrorBody),
         (status = 416, body = ErrorBody),
         (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "`file_storage_unavailable`, `database_unavailable`", body = ErrorBody),
     )
 )]
 #[get("/teachers/materials/{id}/download")]
@@ -718,7 +721,7 @@ pub async fn download_material(
         (status = 404, body = ErrorBody),
         (status = 416, body = ErrorBody),
         (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "`file_storage_unavailable`, `database_unavailable`", body = ErrorBody),
     )
 )]
 #[get("/teachers/materials/{id}/stream")]
@@ -745,6 +748,7 @@ pub async fn stream_material(
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 422, description = "`invalid_name`, `invalid_note`, `invalid_url`, `invalid_body`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
     )
 )]
 #[patch("/teachers/materials/{id}", guard = "not_a_fixed_route")]
@@ -781,7 +785,7 @@ pub async fn update_material(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "`file_storage_unavailable`, `database_unavailable`", body = ErrorBody),
     )
 )]
 #[delete("/teachers/materials/{id}", guard = "not_a_fixed_route")]
@@ -807,6 +811,7 @@ pub async fn delete_material(
         (status = 403, body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_body`: `quota_bytes` missing, not a whole number, or over 2^63 - 1", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
     )
 )]
 #[put("/admin/teachers/{teacher_id}/quota")]
