@@ -21,6 +21,7 @@ use domain::webhooks::SignatureVerifier;
 use lms_api::auth::Role;
 use sea_orm::ConnectionTrait;
 
+use crate::processes::{RedisProcess, free_port};
 use crate::support::{Engine, TEST_JWT_SECRET, TestDatabase, test_dcs_client, token};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_lms-api");
@@ -30,41 +31,6 @@ const WEBHOOK_PATH: &str = "/api/v1/webhooks/dream-storage";
 const FRESH_EVERYWHERE_WITHIN: Duration = Duration::from_secs(1);
 /// Start-up (listening, ready, registration decided) of a debug build on a loaded machine.
 const START_UP_BOUND: Duration = Duration::from_secs(30);
-
-/// A private `redis-server` on a free port, killed on drop.
-struct PrivateRedis {
-    child: Child,
-    url: String,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server (Debian package redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One `lms-api serve` process; its log is collected in the background. Killed on drop.
 struct Instance {
@@ -162,23 +128,16 @@ impl Drop for Instance {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// The environment every instance of a test shares.
 fn shared_env(
     db: &TestDatabase,
-    redis: &PrivateRedis,
+    redis: &RedisProcess,
     dcs: &MockDcs,
     public_url: &str,
 ) -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", db.url.clone()),
-        ("REDIS_URL", redis.url.clone()),
+        ("REDIS_URL", redis.url()),
         ("DREAM_CENTRAL_STORAGE_URL", dcs.base_url().to_owned()),
         ("LMS_PUBLIC_URL", public_url.to_owned()),
     ]
@@ -270,7 +229,7 @@ async fn a_dcs_webhook_refreshes_every_instance_within_a_second_and_one_instance
     let Some(db) = TestDatabase::open(Engine::Postgres).await else {
         return;
     };
-    let redis = PrivateRedis::start();
+    let redis = RedisProcess::start().await;
     let dcs = MockDcs::start(MockConfig::default())
         .await
         .expect("fake DCS");
@@ -370,7 +329,7 @@ async fn a_killed_instance_loses_no_acknowledged_webhook_work() {
     let Some(db) = TestDatabase::open(Engine::Postgres).await else {
         return;
     };
-    let redis = PrivateRedis::start();
+    let redis = RedisProcess::start().await;
     let dcs = MockDcs::start(MockConfig::default())
         .await
         .expect("fake DCS");

@@ -23,6 +23,7 @@ mod leader_locks;
 mod materials;
 mod materials_store;
 mod multi_instance;
+mod processes;
 mod settings;
 mod system;
 mod webhook_events;

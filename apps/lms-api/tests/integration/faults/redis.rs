@@ -2,8 +2,6 @@
 //! killed with SIGKILL under two lms-api instances in Redis mode, then started again on the
 //! same port.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -12,7 +10,8 @@ use dcs_mock::{BookUpdate, MockConfig, MockDcs};
 use lms_api::auth::Role;
 use lms_api::{AppState, create_app};
 
-use super::{LOAD_MARGIN, assert_within, free_port, poll_until, wait_for_port};
+use super::{LOAD_MARGIN, assert_within, poll_until};
+use crate::processes::RedisProcess;
 use crate::support::{Engine, TEST_JWT_SECRET, TestDatabase, header, json_body, token};
 
 /// `RedisConfig`'s defaults (crates/cache): 1 s to connect, 500 ms per command; after a
@@ -24,70 +23,6 @@ const REDIS_WAIT: Duration = Duration::from_millis(1500);
 const RESUBSCRIBE: Duration = Duration::from_secs(6);
 /// `/ready` runs its checks concurrently, each within 800 ms (`readiness::DEFAULT_CHECK_TIMEOUT`).
 const READY_WAIT: Duration = lms_api::readiness::DEFAULT_CHECK_TIMEOUT;
-
-/// The `redis-server` binary: `REDIS_SERVER_BIN`, else the one on `PATH` (scripts/lib.sh's
-/// `ensure_redis` installs it).
-fn redis_server_binary() -> PathBuf {
-    std::env::var_os("REDIS_SERVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("redis-server"))
-}
-
-/// A `redis-server` of this test alone, on its own port, without persistence.
-pub struct RedisProcess {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl RedisProcess {
-    pub async fn start() -> Self {
-        let mut redis = Self {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("temp dir"),
-            child: None,
-        };
-        redis.start_again().await;
-        redis
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server on its port (again).
-    pub async fn start_again(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = Command::new(redis_server_binary())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server (scripts/test.sh installs it)");
-        self.child = Some(child);
-        wait_for_port(self.port, true, Duration::from_secs(10)).await;
-    }
-
-    /// SIGKILL: no shutdown, connections just die.
-    pub async fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().expect("SIGKILL redis-server");
-        child.wait().expect("reap redis-server");
-        wait_for_port(self.port, false, Duration::from_secs(5)).await;
-    }
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn get(uri: &str) -> actix_http::Request {
     actix_test::TestRequest::get()
