@@ -21,6 +21,11 @@ lint:
 bench:
     scripts/bench.sh
 
+# Instructions per request of the hot path (cached one-book page) against the baseline, under
+# callgrind (docs/benchmarks.md, section 1).
+profile-hot-path:
+    scripts/profile-hot-path.sh
+
 # The fuzz targets, each for a time (`just fuzz`, `just fuzz 300`, `just fuzz 120 asset_path`).
 fuzz seconds="60" *targets:
     scripts/fuzz.sh {{seconds}} {{targets}}

@@ -6,7 +6,8 @@
 #  1. Builds the release binaries: lms-api and the two benchmarks of apps/bench.
 #  2. Starts bench_server (apps/bench): lms-api (production wiring, local cache, 200 books in the
 #     in-process fake DCS) and a bare actix server returning the same bytes from memory.
-#  3. For GET /api/v1/books?limit=20 and ?limit=200, on both servers: a warm-up, then ROUNDS
+#  3. For GET /api/v1/books?limit=1 (a one-book page, where per-request overhead dominates),
+#     ?limit=20 and ?limit=200, on both servers: a warm-up, then ROUNDS
 #     rounds (server order alternating) of throughput at 64 connections and latency at 8.
 #  4. Repeats the lms-api runs against the standalone `lms-api serve` binary (its own process,
 #     talking to the same fake DCS), for an lms-api-only memory figure.
@@ -30,7 +31,7 @@ HIGH_CONNECTIONS=64
 LOW_CONNECTIONS=8
 TARGET_RATIO=0.70
 TARGET_P99_MS=2
-PATHS=("/api/v1/books?limit=20" "/api/v1/books?limit=200")
+PATHS=("/api/v1/books?limit=1" "/api/v1/books?limit=20" "/api/v1/books?limit=200")
 
 ensure_tools() {
   local missing=()
@@ -167,6 +168,7 @@ for path in "${PATHS[@]}"; do
   cmp -s "$work/lms.body" "$work/baseline.body" || die "baseline body differs from lms-api's for $path"
   cp "$work/lms.body" "$work/bench_server$(printf '%s' "$path" | tr -c 'A-Za-z0-9' '_').body"
 done
+body_bytes_1=$(wc -c <"$work/bench_server_api_v1_books_limit_1.body")
 body_bytes_20=$(wc -c <"$work/bench_server_api_v1_books_limit_20.body")
 body_bytes_200=$(wc -c <"$work/bench_server_api_v1_books_limit_200.body")
 rss_idle_server=$(rss_kb "$server_pid" VmRSS)
@@ -293,7 +295,7 @@ verdict() { if awk -v a="$1" -v b="$2" "BEGIN { exit !(a $3 b) }"; then echo met
   echo
   echo "Machine: $(nproc) CPUs ($cpu_model), $mem_total RAM, Linux $(uname -r); load average before the run: $load_before."
   echo "Load generator: $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2) with $WRK_THREADS threads on the same machine (it shares the CPUs with the server)."
-  echo "Response bodies: limit=20 is $body_bytes_20 bytes, limit=200 is $body_bytes_200 bytes. lms-api log filter: ${RUST_LOG:-the default (request log at info, written to a file)}."
+  echo "Response bodies: limit=1 is $body_bytes_1 bytes, limit=20 is $body_bytes_20 bytes, limit=200 is $body_bytes_200 bytes. lms-api log filter: ${RUST_LOG:-the default (request log at info, written to a file)}."
   echo
   echo "Medians over $ROUNDS rounds of $DURATION each; per-round values follow in the next table."
   echo

@@ -20,7 +20,7 @@ use crate::error::{
     AllowedMethods, json_error_handler, normalize_error_responses, path_error_handler,
     query_error_handler, unmatched_route,
 };
-use crate::metrics::{HttpMetrics, track_requests};
+use crate::metrics::HttpMetrics;
 use crate::object_storage;
 use crate::readiness::{
     DEFAULT_CHECK_TIMEOUT, DatabaseCheck, DcsCheck, Readiness, ScannerCheck, SharedCacheCheck,
@@ -192,9 +192,8 @@ pub fn create_app(
         .wrap(from_fn(crate::head::head_as_get))
         .wrap(from_fn(normalize_error_responses))
         .wrap(from_fn(move |req, next| {
-            track_requests(metrics.clone(), req, next)
+            crate::telemetry::observe_requests(metrics.clone(), req, next)
         }))
-        .wrap(from_fn(crate::telemetry::log_requests))
         // Outermost: preflights are answered before anything else runs.
         .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
 }

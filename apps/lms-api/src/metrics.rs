@@ -6,11 +6,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
+use actix_web::dev::ServiceResponse;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -111,6 +109,34 @@ impl HttpMetrics {
             .observe(seconds);
     }
 
+    /// Records one answered request under its route pattern, and its cause when it is a 503
+    /// for an unavailable upstream (DCS, object storage).
+    pub fn observe_response<B>(
+        &self,
+        method: &str,
+        route: &str,
+        response: &ServiceResponse<B>,
+        elapsed: Duration,
+    ) {
+        if let Some(cause) = response
+            .response()
+            .error()
+            .and_then(|err| err.as_error::<crate::error::ApiError>())
+            .and_then(crate::error::ApiError::upstream_cause)
+        {
+            self.inner
+                .upstream_unavailable
+                .with_label_values(&[cause])
+                .inc();
+        }
+        self.observe(
+            method,
+            route,
+            response.status().as_u16(),
+            elapsed.as_secs_f64(),
+        );
+    }
+
     /// The registry, for components that add their own metrics (cache, DCS client).
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
@@ -134,46 +160,4 @@ fn method_label(method: &str) -> &str {
     } else {
         OTHER_METHOD
     }
-}
-
-/// Middleware body: times the request and records it under its route pattern.
-pub async fn track_requests(
-    metrics: HttpMetrics,
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let result = next.call(req).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    match &result {
-        Ok(response) => {
-            if let Some(cause) = response
-                .response()
-                .error()
-                .and_then(|err| err.as_error::<crate::error::ApiError>())
-                .and_then(crate::error::ApiError::upstream_cause)
-            {
-                metrics
-                    .inner
-                    .upstream_unavailable
-                    .with_label_values(&[cause])
-                    .inc();
-            }
-            let route = response.request().match_pattern();
-            metrics.observe(
-                method.as_str(),
-                route.as_deref().unwrap_or(UNMATCHED_ROUTE),
-                response.status().as_u16(),
-                elapsed,
-            );
-        }
-        Err(err) => metrics.observe(
-            method.as_str(),
-            UNMATCHED_ROUTE,
-            err.as_response_error().status_code().as_u16(),
-            elapsed,
-        ),
-    }
-    result
 }

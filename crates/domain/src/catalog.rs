@@ -280,13 +280,15 @@ impl BookQuery {
         if self.search.is_some() {
             return None;
         }
-        let publisher = self
-            .publisher_id
-            .map_or_else(|| "all".to_owned(), |id| id.to_string());
-        Some(keys::book_list_view(&format!(
-            "publisher={publisher}:archived={}:skip={}:limit={}",
-            self.include_archived, self.skip, self.limit
-        )))
+        let (archived, skip, limit) = (self.include_archived, self.skip, self.limit);
+        Some(match self.publisher_id {
+            Some(publisher) => keys::book_list_view(format_args!(
+                "publisher={publisher}:archived={archived}:skip={skip}:limit={limit}"
+            )),
+            None => keys::book_list_view(format_args!(
+                "publisher=all:archived={archived}:skip={skip}:limit={limit}"
+            )),
+        })
     }
 
     fn matches(&self, book: &Book) -> bool {

@@ -18,9 +18,16 @@ pub fn book_list_source() -> String {
     format!("{BOOK_LISTS}:source")
 }
 
-/// A rendered `/books` response for one normalised query.
-pub fn book_list_view(query: &str) -> String {
-    format!("{BOOK_LISTS}:view:{query}")
+/// A rendered `/books` response for one normalised query (`format_args!`, so that the key is
+/// written once into one allocation: it is built on every catalog read).
+pub fn book_list_view(query: std::fmt::Arguments<'_>) -> String {
+    use std::fmt::Write as _;
+    let mut key = String::with_capacity(BOOK_LISTS.len() + 80);
+    key.push_str(BOOK_LISTS);
+    key.push_str(":view:");
+    key.write_fmt(query)
+        .expect("writing to a String cannot fail");
+    key
 }
 
 /// One book record and everything cached under it (cover, config).

@@ -374,7 +374,10 @@ mod tests {
             // The book's config and cover live under its record's prefix.
             assert!(keys::book_config(1).starts_with(&format!("{}:", p[0])));
             assert!(keys::book_cover(1).starts_with(&format!("{}:", p[0])));
-            assert!(keys::book_list_view("publisher=1").starts_with(&format!("{}:", p[1])));
+            assert!(
+                keys::book_list_view(format_args!("publisher=1"))
+                    .starts_with(&format!("{}:", p[1]))
+            );
         }
         assert_eq!(
             plan(r#"{"event":"publisher.created","data":{"id":3}}"#),

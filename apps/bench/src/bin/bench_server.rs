@@ -29,7 +29,7 @@ use lms_api::settings::{EnvSource, Settings};
 use uuid::Uuid;
 
 /// Page sizes of `GET /api/v1/books?limit=N` that are warmed and that the baseline serves.
-const BENCH_LIMITS: &[u64] = &[20, 200];
+const BENCH_LIMITS: &[u64] = &[1, 20, 200];
 /// Lifetime of the printed tokens: longer than any benchmark run.
 const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 

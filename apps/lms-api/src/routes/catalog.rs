@@ -32,7 +32,10 @@ fn json(served: Served<Bytes>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(mime_json())
         .insert_header(x_cache(served.freshness))
-        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        ))
         .body(served.value)
 }
 

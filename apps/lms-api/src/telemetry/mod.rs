@@ -1,8 +1,13 @@
-//! Logging: subscriber set-up and the request-logging middleware.
+//! Logging and request metrics: subscriber set-up and the middleware that logs and counts
+//! every request.
 //!
 //! A request is logged once, when it finishes, with method, route pattern, status, latency and
-//! request id. Headers (so `Authorization`) and query strings (which may carry signatures or
-//! tokens) are never logged.
+//! request id, and counted in the HTTP metrics under the same route pattern. Headers (so
+//! `Authorization`) and query strings (which may carry signatures or tokens) are never logged.
+
+mod log_line;
+
+pub use log_line::{PlainFields, PlainLines};
 
 use std::io::{BufWriter, IsTerminal};
 use std::time::Instant;
@@ -15,7 +20,7 @@ use tracing::Instrument;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-use crate::metrics::UNMATCHED_ROUTE;
+use crate::metrics::{HttpMetrics, UNMATCHED_ROUTE};
 
 /// Header carrying the request id, accepted from the client or generated.
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -34,6 +39,8 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 /// as `lms-api token`). `filter` uses `RUST_LOG` syntax; `None` means [`DEFAULT_LOG_FILTER`].
 /// A second call installs nothing.
 ///
+/// On a terminal, lines are coloured; otherwise (a deployed server) they are the same text
+/// without colours, formatted by [`PlainLines`].
 /// Lines are formatted on the calling thread and written by a dedicated thread through a
 /// buffer, so a request never waits on a `write` to stderr and a burst of lines leaves in a few
 /// large writes instead of one per line. No line is dropped: when the queue is full, callers
@@ -47,11 +54,18 @@ pub fn init_tracing(filter: Option<&str>) -> WorkerGuard {
         .lossy(false)
         .thread_name("log-writer")
         .finish(BufWriter::new(std::io::stderr()));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(writer);
+    let _ = if std::io::stderr().is_terminal() {
+        builder.with_ansi(true).try_init()
+    } else {
+        builder
+            .with_ansi(false)
+            .event_format(PlainLines)
+            .fmt_fields(PlainFields)
+            .try_init()
+    };
     guard
 }
 
@@ -63,9 +77,11 @@ fn new_request_id() -> String {
         .to_string()
 }
 
-/// Middleware body: assigns a request id, runs the request inside a span carrying it, logs the
-/// outcome and echoes the id in the response.
-pub async fn log_requests(
+/// Middleware body: assigns a request id, runs the request inside a span carrying it, then
+/// logs the outcome, records it in `metrics` and echoes the id in the response. One layer for
+/// both, so the route pattern is looked up once per request.
+pub async fn observe_requests(
+    metrics: HttpMetrics,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
@@ -81,7 +97,8 @@ pub async fn log_requests(
     let span = tracing::info_span!("request", %method, request_id = %request_id);
 
     let result = next.call(req).instrument(span.clone()).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
 
     let _entered = span.enter();
     match result {
@@ -89,6 +106,7 @@ pub async fn log_requests(
             let status = response.status();
             let route = response.request().match_pattern();
             let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
+            metrics.observe_response(method.as_str(), route, &response, elapsed);
             if status.is_server_error() {
                 tracing::warn!(
                     route,
@@ -120,6 +138,12 @@ pub async fn log_requests(
         }
         Err(err) => {
             let status = err.as_response_error().status_code();
+            metrics.observe(
+                method.as_str(),
+                UNMATCHED_ROUTE,
+                status.as_u16(),
+                elapsed.as_secs_f64(),
+            );
             tracing::warn!(
                 route = UNMATCHED_ROUTE,
                 status = status.as_u16(),
