@@ -148,13 +148,8 @@ log "starting bench_server"
 # measures the local cache tier.
 env -u REDIS_URL "$BIN/bench_server" >"$work/bench_server.out" 2>"$work/bench_server.log" &
 pids+=($!)
-for _ in $(seq 1 600); do
-  grep -qx ready "$work/bench_server.out" 2>/dev/null && break
-  kill -0 "${pids[0]}" 2>/dev/null || { cat "$work/bench_server.log" >&2; die "bench_server exited"; }
-  sleep 0.1
-done
-grep -qx ready "$work/bench_server.out" || die "bench_server did not get ready in 60 s"
-value() { awk -F= -v k="$1" '$1 == k { print substr($0, length(k) + 2) }' "$work/bench_server.out"; }
+wait_for_ready "$work/bench_server.out" "${pids[0]}" "$work/bench_server.log" 60
+value() { ready_value "$work/bench_server.out" "$1"; }
 lms_url=$(value lms_api_url)
 baseline_url=$(value baseline_url)
 dcs_url=$(value dcs_url)

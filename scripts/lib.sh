@@ -12,6 +12,22 @@ wait_port() { # host port seconds
   return 1
 }
 
+# wait_for_ready <out file> <pid> <log file> <seconds>: waits until a server that prints
+# `key=value` lines and then `ready` (apps/bench's bench_server) has printed `ready`; dies with
+# the end of its log when it exits first or takes longer.
+wait_for_ready() {
+  local out=$1 pid=$2 log_file=$3 seconds=$4 i
+  for ((i = 0; i < seconds * 10; i++)); do
+    grep -qx ready "$out" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || { tail -n 40 "$log_file" >&2; die "the server exited"; }
+    sleep 0.1
+  done
+  die "the server did not get ready in $seconds s"
+}
+
+# ready_value <out file> <key>: the value of a `key=value` line the server printed.
+ready_value() { awk -F= -v k="$2" '$1 == k { print substr($0, length(k) + 2) }' "$1"; }
+
 ensure_rust() {
   command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain named in rust-toolchain.toml"
   # cargo-nextest runs the tests in parallel processes; fall back to installing it from crates.io.

@@ -36,16 +36,10 @@ server=$!
 trap 'kill "$server" 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
 
 log "waiting for bench_server under callgrind (slow: every instruction is simulated)"
-for _ in $(seq 1 1800); do
-  grep -qx ready "$server_out" 2>/dev/null && break
-  kill -0 "$server" 2>/dev/null || { tail -20 "$OUT/bench_server.log" >&2; die "bench_server exited"; }
-  sleep 0.2
-done
-grep -qx ready "$server_out" || die "bench_server did not get ready"
-value() { awk -F= -v k="$1" '$1 == k { print substr($0, length(k) + 2) }' "$server_out"; }
-lms_url=$(value lms_api_url)
-baseline_url=$(value baseline_url)
-token=$(value teacher_token)
+wait_for_ready "$server_out" "$server" "$OUT/bench_server.log" 360
+lms_url=$(ready_value "$server_out" lms_api_url)
+baseline_url=$(ready_value "$server_out" baseline_url)
+token=$(ready_value "$server_out" teacher_token)
 
 # curl reuses its one connection for every URL of a config file.
 requests_config() { # url

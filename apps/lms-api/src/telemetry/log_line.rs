@@ -129,6 +129,12 @@ fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result
     writer.write_str(std::str::from_utf8(&fraction).map_err(|_| fmt::Error)?)
 }
 
+/// A field's name as written: raw identifiers (`r#type`) without their `r#`.
+fn shown_name(field: &Field) -> &'static str {
+    let name = field.name();
+    name.strip_prefix("r#").unwrap_or(name)
+}
+
 /// Writes fields as the default format's visitor does.
 struct FieldWriter<'a> {
     writer: Writer<'a>,
@@ -149,7 +155,7 @@ impl FieldWriter<'_> {
         } else {
             self.result = self.writer.write_char(' ');
         }
-        Some(name.strip_prefix("r#").unwrap_or(name))
+        Some(shown_name(field))
     }
 
     fn write_value(&mut self, field: &Field, write: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
@@ -202,8 +208,7 @@ impl Visit for FieldWriter<'_> {
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         match value.source() {
             Some(source) => {
-                let name = field.name();
-                let name = name.strip_prefix("r#").unwrap_or(name);
+                let name = shown_name(field);
                 self.record_debug(
                     field,
                     &format_args!("{} {name}.sources={}", Escaped(value), SourceList(source)),
