@@ -7,7 +7,9 @@
 //!   upload driven here (rust-s3's own streaming upload sizes its chunks from free RAM), with
 //!   fixed-size parts and a bounded number in flight, so memory stays at
 //!   `(max_in_flight + 1) * part_size`. Every failure aborts the upload, and so does dropping
-//!   the future (the abort is spawned from `Drop`).
+//!   the future (the abort is spawned from `Drop`). An abort S3 could not take (down,
+//!   restarting) is retried in the background with backoff for 15 minutes, so its parts do not
+//!   stay behind once S3 is back.
 //! - Reads are streamed: a short-lived presigned GET (signed for the internal endpoint) fetched
 //!   with the same reqwest client stack, so a `Range` header passes through and the body is
 //!   never buffered.
@@ -249,11 +251,17 @@ impl S3Store {
                 .map_err(|e| self.map_err(e, Some(key))),
             Err(e) => Err(e),
         };
-        if result.is_err()
-            && let Err(abort) = self.bucket.abort_upload(key, &init.upload_id).await
-        {
-            tracing::warn!(bucket = %self.name, key, error = %self.map_err(abort, Some(key)),
-                "could not abort a failed multipart upload");
+        if result.is_err() {
+            // Tried here first, so a failed upload answers with its parts already gone; if
+            // S3 cannot be reached, the retries go on in the background.
+            let abort = PendingAbort {
+                bucket: Arc::clone(&self.bucket),
+                key: key.to_owned(),
+                upload_id: init.upload_id.clone(),
+            };
+            if let Some(abort) = abort.attempt().await {
+                abort.retry_in_background();
+            }
         }
         guard.bucket = None;
         result
@@ -376,20 +384,105 @@ impl Drop for AbortOnDrop {
         let Some(bucket) = self.bucket.take() else {
             return;
         };
-        let (key, id) = (
-            std::mem::take(&mut self.key),
-            std::mem::take(&mut self.upload_id),
-        );
+        let abort = PendingAbort {
+            bucket,
+            key: std::mem::take(&mut self.key),
+            upload_id: std::mem::take(&mut self.upload_id),
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
-                    if let Err(e) = bucket.abort_upload(&key, &id).await {
-                        tracing::warn!(key, error = %e, "could not abort a cancelled multipart upload");
+                    if let Some(abort) = abort.attempt().await {
+                        abort.retry().await;
                     }
                 });
             }
-            Err(_) => tracing::warn!(key, "multipart upload left pending: no runtime to abort it"),
+            Err(_) => {
+                tracing::warn!(
+                    key = abort.key,
+                    "multipart upload left pending: no runtime to abort it"
+                )
+            }
         }
+    }
+}
+
+/// How long an abort that failed because S3 could not be reached is retried. The parts of an
+/// upload never aborted keep their space on the server and no listing shows them, so a
+/// restart of S3 in the middle of an upload must not leave them behind.
+const ABORT_RETRY_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The first wait before a retry; it doubles up to [`ABORT_RETRY_MAX_DELAY`], with jitter.
+const ABORT_RETRY_FIRST_DELAY: Duration = Duration::from_millis(500);
+const ABORT_RETRY_MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// A multipart upload to abort.
+struct PendingAbort {
+    bucket: Arc<Bucket>,
+    key: String,
+    upload_id: String,
+}
+
+impl PendingAbort {
+    /// One attempt. Returns `self` when it is worth retrying (S3 unreachable or failing).
+    async fn attempt(self) -> Option<Self> {
+        match self.bucket.abort_upload(&self.key, &self.upload_id).await {
+            // 404: `NoSuchUpload`, already aborted or completed.
+            Ok(()) | Err(S3Error::HttpFailWithBody(404, _)) => None,
+            Err(e) if is_transient(&e) => {
+                tracing::warn!(key = self.key, error = %message_without_url(e),
+                    "could not abort a multipart upload; retrying in the background");
+                Some(self)
+            }
+            Err(e) => {
+                tracing::warn!(key = self.key, error = %message_without_url(e),
+                    "multipart upload left pending: abort refused");
+                None
+            }
+        }
+    }
+
+    fn retry_in_background(self) {
+        tokio::spawn(self.retry());
+    }
+
+    /// Retries with jittered, doubling waits until an attempt settles it or the window ends.
+    async fn retry(self) {
+        let started = tokio::time::Instant::now();
+        let mut delay = ABORT_RETRY_FIRST_DELAY;
+        let mut pending = self;
+        loop {
+            if started.elapsed() + delay > ABORT_RETRY_WINDOW {
+                tracing::warn!(
+                    key = pending.key,
+                    window_s = ABORT_RETRY_WINDOW.as_secs(),
+                    "multipart upload left pending: S3 unreachable for the whole retry window"
+                );
+                return;
+            }
+            tokio::time::sleep(delay + delay.mul_f64(fastrand::f64() * 0.25)).await;
+            delay = (delay * 2).min(ABORT_RETRY_MAX_DELAY);
+            match pending.attempt().await {
+                Some(again) => pending = again,
+                None => return,
+            }
+        }
+    }
+}
+
+/// Failures that can pass: S3 unreachable, or answering 5xx.
+fn is_transient(e: &S3Error) -> bool {
+    match e {
+        S3Error::Reqwest(_) | S3Error::Io(_) => true,
+        S3Error::HttpFailWithBody(status, _) => (500..=599).contains(status),
+        _ => false,
+    }
+}
+
+/// The error without its URL (internal URLs carry a signature).
+fn message_without_url(e: S3Error) -> String {
+    match e {
+        S3Error::Reqwest(e) => e.without_url().to_string(),
+        other => other.to_string(),
     }
 }
 

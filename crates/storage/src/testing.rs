@@ -16,10 +16,11 @@ pub const ACCESS: &str = "lms-test-access";
 /// The secret key the server accepts.
 pub const SECRET: &str = "lms-test-secret-key-0123456789";
 
-/// A running s3s-fs.
+/// A running s3s-fs. It can be killed and started again on the same port over the same
+/// folder, as a restarted S3 server comes back with its objects.
 #[derive(Debug)]
 pub struct S3sFs {
-    child: Child,
+    child: Option<Child>,
     /// Its port on 127.0.0.1.
     pub port: u16,
     root: tempfile::TempDir,
@@ -27,8 +28,10 @@ pub struct S3sFs {
 
 impl Drop for S3sFs {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -63,31 +66,55 @@ pub fn s3s_fs_binary() -> PathBuf {
 impl S3sFs {
     /// Starts a server (panics with the install command when the binary is missing).
     pub fn start() -> Self {
-        let root = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        let mut server = Self {
+            child: None,
+            port,
+            root: tempfile::tempdir().unwrap(),
+        };
+        server.start_again();
+        server
+    }
+
+    /// Starts the server again on its port, over the same folder (after [`S3sFs::kill`]).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "s3s-fs is already running");
         let bin = s3s_fs_binary();
         let child = Command::new(&bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS, "--secret-key", SECRET])
-            .arg(root.path())
+            .arg(self.root.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let server = Self { child, port, root };
+        self.child = Some(child);
+        self.wait_for_port(true);
+    }
+
+    /// SIGKILL: no shutdown, open connections just die. Returns once the port refuses.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("s3s-fs is running");
+        child.kill().expect("SIGKILL s3s-fs");
+        child.wait().expect("reap s3s-fs");
+        self.wait_for_port(false);
+    }
+
+    fn wait_for_port(&self, open: bool) {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() != open {
             assert!(
                 Instant::now() < deadline,
-                "s3s-fs did not listen on 127.0.0.1:{port}"
+                "s3s-fs on 127.0.0.1:{} is still {}",
+                self.port,
+                if open { "closed" } else { "open" }
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
     /// `http://127.0.0.1:{port}`.

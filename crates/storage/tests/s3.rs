@@ -304,6 +304,91 @@ async fn failing_and_cancelled_multipart_uploads_are_aborted() {
     }
 }
 
+/// S3 dies in the middle of a multipart upload, so the abort cannot reach it: the parts stay
+/// on the server until it is back, and then the abort, retried in the background, removes
+/// them. Both ways an upload ends: its body fails, or its future is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_s3_could_not_take_is_retried_once_s3_is_back() {
+    let mut server = S3sFs::start();
+    let config = S3Config {
+        part_size: 5 * MIB,
+        max_in_flight: 2,
+        ..server.config("teachers")
+    };
+    let store = Arc::new(store_with(config, ManualClock::new(now())).await);
+
+    for cancel in [false, true] {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let head = futures_util::stream::iter(vec![Ok(Bytes::from(pattern(11 * MIB)))]);
+        let tail = futures_util::stream::once(async move {
+            let _ = rx.await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "client went away",
+            ))
+        });
+        let body = Box::pin(futures_util::StreamExt::chain(head, tail));
+        let task = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .put("t/stranded.bin", body, PutOptions::default())
+                    .await
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server
+            .pending_upload_files()
+            .iter()
+            .filter(|n| n.contains(".part-"))
+            .count()
+            < 2
+        {
+            assert!(
+                Instant::now() < deadline,
+                "parts never appeared: {:?}",
+                server.pending_upload_files()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        server.kill();
+        if cancel {
+            task.abort();
+            assert!(task.await.unwrap_err().is_cancelled());
+        } else {
+            tx.send(()).unwrap();
+            let e = task.await.unwrap().unwrap_err();
+            assert_eq!(e.code(), "storage_body_error", "{e:?}");
+        }
+        // The first abort has met a closed port; the parts are still on the server's disk.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !server.pending_upload_files().is_empty(),
+            "nothing was left pending (cancel={cancel}), so this checks nothing"
+        );
+
+        server.start_again();
+        // Retries wait 0.5 s, 1 s, 2 s, ... (with up to 25% jitter): one lands within seconds.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !server.pending_upload_files().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "left pending after S3 came back (cancel={cancel}): {:?}",
+                server.pending_upload_files()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            store
+                .head("t/stranded.bin")
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_classified() {
     let server = S3sFs::start();

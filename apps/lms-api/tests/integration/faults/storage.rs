@@ -1,6 +1,8 @@
-//! S3 down. During an upload: `materials::faults::storage_failing_mid_upload_leaves_no_row_and_no_reservation`
+//! S3 down. During an upload:
+//! `materials::faults::s3_killed_mid_upload_leaves_nothing_and_the_upload_works_once_it_is_back`
 //! kills s3s-fs while a 30 MB upload streams in (503 `file_storage_unavailable`, no row, no
-//! reservation). Here: S3 down when a stored file is read.
+//! reservation), starts it again and checks the stranded parts are aborted and the upload
+//! then works. Here: S3 killed when a stored file is read, and started again.
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +25,7 @@ const S3_CONNECT: Duration = Duration::from_secs(5);
 const READY_WAIT: Duration = lms_api::readiness::DEFAULT_CHECK_TIMEOUT;
 
 #[actix_web::test]
-async fn s3_down_when_a_file_is_read_is_a_fast_503() {
+async fn s3_down_when_a_file_is_read_is_a_fast_503_and_reads_recover_when_it_is_back() {
     let database = TestDatabase::open(Engine::Sqlite).await.expect("SQLite");
     let mut stack = Stack::start(database, Backend::S3, StackOptions::default()).await;
     let app = actix_test::init_service(create_app(stack.state.clone())).await;
@@ -51,8 +53,8 @@ async fn s3_down_when_a_file_is_read_is_a_fast_503() {
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(actix_test::read_body(response).await, png[..100]);
 
-    // S3 goes away (the process is killed).
-    drop(stack.s3.take());
+    // S3 goes away (the process is killed; its files stay, as a restarted server's do).
+    stack.s3.as_mut().expect("s3s-fs").kill();
 
     let started = Instant::now();
     let response = actix_test::call_service(&app, download()).await;
@@ -88,4 +90,26 @@ async fn s3_down_when_a_file_is_read_is_a_fast_503() {
     let readiness = json_body(response).await;
     assert_eq!(readiness["status"], "degraded", "{readiness}");
     assert_eq!(readiness["checks"]["storage"]["ok"], false, "{readiness}");
+
+    // S3 is back on the same port: the next read works with no restart of lms-api (no
+    // breaker or pool holds the failure), and readiness says so.
+    stack.s3.as_mut().expect("s3s-fs").start_again();
+    let started = Instant::now();
+    let response = actix_test::call_service(&app, download()).await;
+    assert_within("first download after S3 is back", started, LOAD_MARGIN);
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(actix_test::read_body(response).await, png[..100]);
+    let response = actix_test::call_service(
+        &app,
+        actix_test::TestRequest::get().uri("/ready").to_request(),
+    )
+    .await;
+    let readiness = json_body(response).await;
+    assert_eq!(readiness["checks"]["storage"]["ok"], true, "{readiness}");
+    let response = actix_test::call_service(
+        &app,
+        upload_request(&bearer, form(&[file("after.png", "image/png", &png)])).to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
 }

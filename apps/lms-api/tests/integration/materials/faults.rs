@@ -171,23 +171,26 @@ async fn the_database_failing_after_the_upload_deletes_the_object(database: Test
 }
 on_both_databases!(the_database_failing_after_the_upload_deletes_the_object);
 
-/// S3 goes away while a 30 MB upload streams in: the client gets a 503 and no row or
-/// reservation remains.
+/// S3 is killed while a 30 MB upload streams in: the client gets a 503 and no row or
+/// reservation remains. S3 is started again on its port: the parts the upload left there are
+/// aborted (the abort is retried until S3 answers), and the same upload then goes through.
 #[actix_web::test]
-async fn storage_failing_mid_upload_leaves_no_row_and_no_reservation() {
+async fn s3_killed_mid_upload_leaves_nothing_and_the_upload_works_once_it_is_back() {
     let database = TestDatabase::open(Engine::Sqlite).await.unwrap();
     let mut stack = Stack::start(database, Backend::S3, StackOptions::default()).await;
     let (address, server) = stack.serve();
     let teacher = Uuid::new_v4();
     let token = token_for(teacher, Role::Teacher);
-    let body = form(&[file("big.png", "image/png", &png_of(30 << 20))]);
+    let png = png_of(30 << 20);
+    let png_size = png.len() as u64;
+    let body = form(&[file("big.png", "image/png", &png)]);
+    let body_again = body.clone();
     let head = format!(
         "POST /api/v1/teachers/materials/upload HTTP/1.1\r\nHost: t\r\n\
          Authorization: Bearer {token}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
         form_content_type(),
         body.len()
     );
-    let s3 = stack.s3.take().expect("s3s-fs");
     let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
     let client = actix_web::rt::task::spawn_blocking(move || {
         use std::io::{Read, Write};
@@ -206,7 +209,7 @@ async fn storage_failing_mid_upload_leaves_no_row_and_no_reservation() {
         String::from_utf8_lossy(&answer).into_owned()
     });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    drop(s3); // kills the server
+    stack.s3.as_mut().expect("s3s-fs").kill();
     killed_tx.send(()).unwrap();
     let answer = client.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:.400}");
@@ -219,6 +222,26 @@ async fn storage_failing_mid_upload_leaves_no_row_and_no_reservation() {
     }
     assert_eq!(stack.rows().await, 0);
     assert_eq!(stack.used(teacher).await, 0);
+    let s3 = stack.s3.as_mut().expect("s3s-fs");
+    assert!(
+        !s3.pending_upload_files().is_empty(),
+        "the upload left no parts on S3, so the clean-up below is not checked"
+    );
+
+    s3.start_again();
+    crate::processes::poll_until(
+        "the stranded multipart upload aborted",
+        std::time::Duration::from_secs(15),
+        std::time::Duration::from_millis(50),
+        async || s3.pending_upload_files().is_empty().then_some(()),
+    )
+    .await;
+    let app = actix_test::init_service(create_app(stack.state.clone())).await;
+    let response =
+        actix_test::call_service(&app, upload_request(&token, body_again).to_request()).await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(stack.rows().await, 1);
+    assert_eq!(stack.used(teacher).await, png_size);
     server.stop(false).await;
 }
 
