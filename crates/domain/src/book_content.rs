@@ -79,9 +79,9 @@ impl ToProblem for ContentError {
                 Problem::new(Code::ContentStorageUnavailable).with_retry_after(*retry_after)
             }
             Self::Upstream(e) => e.problem(),
-            Self::Activities(_) => Problem::new(Code::ServiceUnavailable)
-                .with_detail("Activities are unavailable right now. Please try again.")
-                .with_retry_after(Some(Duration::from_secs(5))),
+            // The activity store is the database: the same answer as every other route whose
+            // database is down.
+            Self::Activities(_) => Problem::new(Code::DatabaseUnavailable),
         }
     }
 }

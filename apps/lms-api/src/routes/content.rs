@@ -160,7 +160,7 @@ pub async fn book_config(
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 502, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "DCS (`content_storage_unavailable`) or the database (`database_unavailable`) unavailable; see `Retry-After`", body = ErrorBody),
     )
 )]
 #[get("/books/{id}/activities")]
@@ -188,7 +188,7 @@ pub async fn book_activities(
         (status = 400, description = "The id is not a 64-bit integer (`invalid_path`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "DCS or object storage (`content_storage_unavailable`) or the database (`database_unavailable`) unavailable; see `Retry-After`", body = ErrorBody),
     )
 )]
 #[get("/activities/{id}/start")]
@@ -472,7 +472,7 @@ pub async fn book_media(
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 502, description = "The config is broken; stored activities are unchanged", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "DCS (`content_storage_unavailable`) or the database (`database_unavailable`) unavailable; see `Retry-After`", body = ErrorBody),
     )
 )]
 #[post("/admin/books/{id}/activities/import")]

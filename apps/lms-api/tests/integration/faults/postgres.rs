@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::test as actix_test;
+use domain::leases::LeaderLocks;
 use lms_api::auth::Role;
+use lms_api::db::SqlLeaseStore;
 use lms_api::settings::DatabaseUrl;
 use lms_api::{AppState, create_app};
 
@@ -191,10 +193,17 @@ fn ready() -> actix_http::Request {
     actix_test::TestRequest::get().uri("/ready").to_request()
 }
 
-const DB_ROUTES: [&str; 2] = [
+/// Routes that answer from the database: teacher materials, and a book's activities (the
+/// `activities` table, filled from DCS's config on first read).
+const DB_ROUTES: [&str; 3] = [
     "/api/v1/teachers/materials",
     "/api/v1/teachers/materials/quota",
+    "/api/v1/books/1/activities",
 ];
+
+/// The webhook-registration lease's kind of lease, renewed every third of its TTL.
+const LEASE: &str = "fault-suite-lease";
+const LEASE_TTL: Duration = Duration::from_secs(3);
 
 #[actix_web::test]
 async fn postgres_stopped_then_started_under_a_running_instance() {
@@ -231,6 +240,13 @@ async fn postgres_stopped_then_started_under_a_running_instance() {
     }
     let response = actix_test::call_service(&app, delivery(&state, "2026-12-01T10:00:00Z")).await;
     assert_eq!(response.status(), StatusCode::OK);
+    // A lease held and renewed in the background, as the webhook registrar's is.
+    let locks = LeaderLocks::new(SqlLeaseStore::new(state.db.clone()));
+    let held = locks
+        .hold(LEASE, "holder-a", LEASE_TTL)
+        .await
+        .expect("lease store")
+        .expect("lease free");
 
     let mut cluster = tokio::task::spawn_blocking(move || {
         cluster.stop();
@@ -262,6 +278,16 @@ async fn postgres_stopped_then_started_under_a_running_instance() {
     let readiness = json_body(response).await;
     assert_eq!(readiness["status"], "unavailable", "{readiness}");
     assert_eq!(readiness["checks"]["database"]["ok"], false, "{readiness}");
+    // Leases: an error within the pool's acquire timeout, not a hang and not a false answer
+    // (the holder's renewal meets the same error, logs it and keeps trying).
+    let started = Instant::now();
+    let refused = locks.try_acquire(LEASE, "holder-b", LEASE_TTL).await;
+    assert_within(
+        "lease with the database down",
+        started,
+        DB_WAIT + LOAD_MARGIN,
+    );
+    assert!(refused.is_err(), "{refused:?}");
     // Routes that need no database keep working.
     let response = actix_test::call_service(&app, teacher("/api/v1/books/1", &bearer)).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -289,5 +315,27 @@ async fn postgres_stopped_then_started_under_a_running_instance() {
     assert_eq!(json_body(response).await["checks"]["database"]["ok"], true);
     let response = actix_test::call_service(&app, delivery(&state, "2026-12-01T10:05:00Z")).await;
     assert_eq!(response.status(), StatusCode::OK, "DCS's retry is accepted");
+    for uri in DB_ROUTES {
+        let response = actix_test::call_service(&app, teacher(uri, &bearer)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+    }
+    // The renewal picks up again: the lease is the holder's, renewed after the database came
+    // back (an expiry over `back + TTL`; the last renewal before the stop is under it), and
+    // nobody else can take it.
+    let back = chrono::Utc::now();
+    let ttl = chrono::Duration::from_std(LEASE_TTL).expect("TTL");
+    poll_until(
+        "the lease renewed after PostgreSQL came back",
+        LEASE_TTL + LOAD_MARGIN,
+        Duration::from_millis(50),
+        async || {
+            let lease = locks.current(LEASE).await.ok()??;
+            (lease.holder == "holder-a" && lease.expires_at > back + ttl).then_some(())
+        },
+    )
+    .await;
+    let taken = locks.try_acquire(LEASE, "holder-b", LEASE_TTL).await;
+    assert!(matches!(taken, Ok(None)), "{taken:?}");
+    assert!(held.release().await.expect("release"));
     drop(cluster);
 }
