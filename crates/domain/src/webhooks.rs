@@ -164,16 +164,18 @@ struct RawDelivery {
 }
 
 impl WebhookEvent {
-    /// Parses a delivery body. Known events must carry an integer `data.id`.
+    /// Parses a delivery body: `event` and a `data` object, as every DCS delivery has (an
+    /// unknown event type too); known events must carry an integer `data.id`.
     pub fn parse(body: &[u8]) -> Result<Self, WebhookError> {
         let raw: RawDelivery =
             serde_json::from_slice(body).map_err(|e| WebhookError::MalformedBody(e.to_string()))?;
+        let Some(serde_json::Value::Object(data)) = raw.data else {
+            return Err(WebhookError::MalformedBody(
+                "data must be a JSON object".to_owned(),
+            ));
+        };
         let kind = EventKind::parse(&raw.event);
-        let entity_id = raw
-            .data
-            .as_ref()
-            .and_then(|d| d.get("id"))
-            .and_then(serde_json::Value::as_i64);
+        let entity_id = data.get("id").and_then(serde_json::Value::as_i64);
         if entity_id.is_none() && !matches!(kind, EventKind::Unknown(_)) {
             return Err(WebhookError::MalformedBody(format!(
                 "event {} has no integer data.id",
@@ -343,6 +345,11 @@ mod tests {
             &b"not json"[..],
             b"{}",
             b"{\"event\":\"book.created\",\"data\":{}}",
+            // Whatever the event, `data` is an object.
+            b"{\"event\":\"processing.completed\"}",
+            b"{\"event\":\"processing.completed\",\"data\":5}",
+            b"{\"event\":\"processing.completed\",\"data\":null}",
+            b"{\"event\":\"book.updated\",\"data\":[{\"id\":1}]}",
         ] {
             assert!(matches!(
                 WebhookEvent::parse(body),

@@ -27,11 +27,13 @@ pub struct DcsWebhookDelivery {
     /// `book.created`, `book.updated`, `book.deleted`, `publisher.created`,
     /// `publisher.updated`, `publisher.deleted`; other types are acknowledged and ignored.
     pub event: String,
-    /// When DCS emitted it (ISO 8601, microseconds, `Z`).
-    pub timestamp: String,
-    /// The book or publisher, with at least an integer `id`.
+    /// When DCS emitted it (ISO 8601, microseconds, `Z`); DCS always sends it, and it is
+    /// only logged.
+    pub timestamp: Option<String>,
+    /// The book or publisher, with at least an integer `id` for the known events; an object
+    /// for every event (anything else is 400 `webhook_body_malformed`).
     #[schema(value_type = Object)]
-    pub data: serde_json::Value,
+    pub data: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Receives a DCS webhook delivery and invalidates the cached content it concerns before
