@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The committed benchmarks (`just bench`); the figures in docs/benchmarks.md come from them:
 # the catalog load benchmark below, the presign and config-transform micro-benchmarks, and the
-# teacher-upload, start-up and stalled-client benchmarks, and the 60 s mixed soak.
+# teacher-upload, start-up and stalled-client benchmarks, and the 60 s mixed soak (on embedded
+# defaults, then on PostgreSQL, Redis and S3).
 #
 #  1. Builds the release binaries: lms-api and the two benchmarks of apps/bench.
 #  2. Starts bench_server (apps/bench): lms-api (production wiring, local cache, 200 books in the
@@ -373,5 +374,11 @@ target/release/held_sockets_bench --lms-api target/release/lms-api --connections
 # transforms, media ranges, uploads and signed webhooks against the release binary. It exits
 # non-zero (and so fails this script) on any 5xx, transport error or unexpected answer, or when
 # lms-api's RSS is not flat.
-log "mixed soak (apps/bench soak_bench)"
+# Then the same mix on the production backends: PostgreSQL (a database of its own on the local
+# server), Redis (a private redis-server) and S3 (s3s-fs), media through lms-api's ranged S3 reads.
+log "mixed soak (apps/bench soak_bench), embedded defaults"
 target/release/soak_bench --lms-api target/release/lms-api | tee "$OUT/soak.md"
+ensure_postgres
+ensure_redis
+log "mixed soak (apps/bench soak_bench), PostgreSQL, Redis and S3"
+target/release/soak_bench --lms-api target/release/lms-api --backends production | tee "$OUT/soak-production.md"

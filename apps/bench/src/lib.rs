@@ -6,27 +6,22 @@
 
 use std::time::Duration;
 
+pub mod production;
+
 use dcs_mock::{MockConfig, MockDcs, NewBook};
 
 /// Publishers the generated books are spread over (the sample book keeps its own publisher).
 pub const GENERATED_PUBLISHERS: usize = 9;
 
-/// Starts the fake DCS with `total_books` published books: the sample book from
-/// `testdata/books` and `total_books - 1` copies of it (same files and activity counts, so the
-/// records have realistic sizes; config.json's asset paths under the copy's own name) under
-/// their own names, titles and publishers.
-pub async fn start_dcs_with_books(total_books: usize) -> std::io::Result<MockDcs> {
-    let config = MockConfig {
-        // Nothing subscribes to webhooks here; keep any retry short all the same.
-        webhook_retry_delays: vec![Duration::from_millis(10)],
-        ..MockConfig::default()
-    };
-    let sample_dir = config.books_dir.join("FLOWDEMO");
-    let dcs = MockDcs::start(config).await?;
+/// The data set: the sample book from `testdata/books` first, then `total_books - 1` copies
+/// of it (same files and activity counts, so the records have realistic sizes; config.json's
+/// asset paths under the copy's own name) under their own names, titles and publishers.
+pub fn bench_books(total_books: usize) -> std::io::Result<Vec<NewBook>> {
+    let sample_dir = MockConfig::default().books_dir.join("FLOWDEMO");
     let template = NewBook::from_dir(&sample_dir).map_err(std::io::Error::other)?;
     let sample_prefix = format!("./books/{}/", template.book_name);
-    let existing = dcs.books().len();
-    for number in existing + 1..=total_books {
+    let mut books = vec![template.clone()];
+    for number in 2..=total_books {
         let mut book = template.clone();
         book.book_name = format!("BENCH{number:03}");
         book.book_title = Some(format!("Benchmark Reader {number}"));
@@ -41,6 +36,22 @@ pub async fn start_dcs_with_books(total_books: usize) -> std::io::Result<MockDcs
                 *bytes = bytes::Bytes::from(text);
             }
         }
+        books.push(book);
+    }
+    Ok(books)
+}
+
+/// Starts the fake DCS with the [`bench_books`] data set, `total_books` published books (the
+/// fake DCS loads the sample book from its folder itself).
+pub async fn start_dcs_with_books(total_books: usize) -> std::io::Result<MockDcs> {
+    let config = MockConfig {
+        // Nothing subscribes to webhooks here; keep any retry short all the same.
+        webhook_retry_delays: vec![Duration::from_millis(10)],
+        ..MockConfig::default()
+    };
+    let dcs = MockDcs::start(config).await?;
+    let existing = dcs.books().len();
+    for book in bench_books(total_books)?.into_iter().skip(existing) {
         dcs.add_book(book).map_err(std::io::Error::other)?;
     }
     Ok(dcs)

@@ -1,5 +1,6 @@
-//! The mixed load and soak run: the release `lms-api serve` as its own process (embedded
-//! defaults: SQLite, the filesystem object store, proxy asset delivery) against the fake DCS,
+//! The mixed load and soak run: the release `lms-api serve` as its own process (on embedded
+//! defaults: SQLite, the filesystem object store, proxy asset delivery; or with
+//! `--backends production` on PostgreSQL, Redis and S3) against the fake DCS,
 //! driven for a fixed time (60 s by default) by concurrent simulated users in a fixed mix of
 //! catalog reads, config transforms, activity starts, media range requests on the signed URLs
 //! the configs hand out, teacher uploads (each deleted again) and signed `book.updated`
@@ -13,6 +14,8 @@
 //! ```sh
 //! cargo build --release --locked -p lms-api -p lms-bench
 //! target/release/soak_bench --lms-api target/release/lms-api --duration 60 --clients 24
+//! # the same on PostgreSQL, Redis and S3 (s3s-fs) on loopback:
+//! target/release/soak_bench --lms-api target/release/lms-api --backends production
 //! ```
 //!
 //! Each simulated user has its own keep-alive connection from its own loopback address
@@ -30,6 +33,7 @@ use bytes::Bytes;
 use clap::Parser;
 use domain::webhooks::{SIGNATURE_HEADER, SignatureVerifier};
 use lms_api::auth::{JwtKeys, Role};
+use lms_bench::production::ProductionBackends;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, RANGE};
 use secrecy::SecretString;
@@ -64,12 +68,30 @@ struct Args {
     /// Seed of the users' random choices.
     #[arg(long, default_value_t = 20_261_202)]
     seed: u64,
+    /// What lms-api runs on: `embedded` (its defaults: SQLite, the filesystem store) or
+    /// `production` (PostgreSQL, Redis and S3 on loopback; see `lms_bench::production`).
+    #[arg(long, value_enum, default_value_t = Backends::Embedded)]
+    backends: Backends,
+    /// With `--backends production`: a URL of any database on the PostgreSQL server the run's
+    /// own database is created on.
+    #[arg(
+        long,
+        env = "TEST_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    postgres_url: String,
     /// RSS flatness bound, absolute part (MiB): see `rss_verdict`.
     #[arg(long, default_value_t = 4.0)]
     rss_slack_mib: f64,
     /// RSS flatness bound, relative part (% of the middle third's peak): see `rss_verdict`.
     #[arg(long, default_value_t = 10.0)]
     rss_slack_percent: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backends {
+    Embedded,
+    Production,
 }
 
 /// The operations of the mix.
@@ -665,11 +687,45 @@ async fn main() -> ExitCode {
     let address = format!("127.0.0.1:{}", lms_bench::free_port());
     let base = format!("http://{address}");
     let log_path = dir.path().join("lms-api.log");
+    let (backends, backend_env, backends_described) = match args.backends {
+        Backends::Embedded => (
+            None,
+            Vec::new(),
+            "embedded defaults (SQLite, filesystem store, proxy delivery)".to_owned(),
+        ),
+        Backends::Production => {
+            let backends = ProductionBackends::start(&args.postgres_url)
+                .await
+                .expect("the production backends");
+            let env = backends.env();
+            // Buckets through the real command, then the books where DCS keeps them.
+            let init = Command::new(&binary)
+                .arg("storage-init")
+                .current_dir(dir.path())
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .output()
+                .expect("lms-api storage-init");
+            assert!(
+                init.status.success(),
+                "storage-init: {}",
+                String::from_utf8_lossy(&init.stderr)
+            );
+            let files = backends
+                .seed_books(&lms_bench::bench_books(args.books).expect("the data set"))
+                .await
+                .expect("the books in S3");
+            eprintln!("{files} book files put into S3");
+            let described = backends.describe();
+            (Some(backends), env, described)
+        }
+    };
     let mut command = Command::new(&binary);
     command.env_clear();
     if let Ok(filter) = std::env::var("RUST_LOG") {
         command.env("RUST_LOG", filter);
     }
+    command.envs(backend_env.iter().map(|(k, v)| (*k, v.as_str())));
     let child = command
         .arg("serve")
         .current_dir(dir.path())
@@ -815,6 +871,7 @@ async fn main() -> ExitCode {
     let hwm = lms_bench::proc_status_kib(pid, "VmHWM");
     let (hits_after, misses_after) = if alive { cache_stats().await } else { (0, 0) };
     drop(server);
+    drop(backends);
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let log_errors = log.lines().filter(|l| l.contains(" ERROR ")).count();
     let log_warnings = log.lines().filter(|l| l.contains(" WARN ")).count();
@@ -852,8 +909,8 @@ async fn main() -> ExitCode {
 
     println!(
         "Mixed load, {} s, {} users (one keep-alive connection each), {} books in the fake DCS; \
-         release `lms-api serve` on embedded defaults (SQLite, filesystem store, proxy delivery), \
-         default log level to a file. Load average before: {}.",
+         release `lms-api serve` on {backends_described}, default log level to a file. Load \
+         average before: {}.",
         args.duration,
         args.clients,
         shared.books.len(),

@@ -2,6 +2,7 @@
 //! database fails half-way.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::test as actix_test;
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use lms_api::db::SqlMaterialStore;
 use uuid::Uuid;
 
 use super::*;
+use crate::processes::poll_until;
 use crate::support::{Engine, TestDatabase, json_body, on_both_databases};
 
 async fn racing_uploads_for_the_last_bytes(database: TestDatabase) {
@@ -196,32 +198,33 @@ async fn s3_killed_mid_upload_leaves_nothing_and_the_upload_works_once_it_is_bac
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&address).unwrap();
         stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         stream.write_all(head.as_bytes()).unwrap();
         // Two parts' worth (16 MiB) and a bit, then S3 dies, then the rest.
         stream.write_all(&body[..18 << 20]).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(300));
         killed_rx.recv().unwrap();
         let _ = stream.write_all(&body[18 << 20..]);
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
         String::from_utf8_lossy(&answer).into_owned()
     });
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     stack.s3.as_mut().expect("s3s-fs").kill();
     killed_tx.send(()).unwrap();
     let answer = client.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:.400}");
     assert_eq!(raw_json(&answer)["code"], "file_storage_unavailable");
-    for _ in 0..100 {
-        if stack.used(teacher).await == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // The reservation is released by the failed upload's clean-up, just after the answer.
+    poll_until(
+        "the reservation released",
+        Duration::from_secs(2),
+        Duration::from_millis(20),
+        async || (stack.used(teacher).await == 0).then_some(()),
+    )
+    .await;
     assert_eq!(stack.rows().await, 0);
-    assert_eq!(stack.used(teacher).await, 0);
     let s3 = stack.s3.as_mut().expect("s3s-fs");
     assert!(
         !s3.pending_upload_files().is_empty(),
@@ -229,10 +232,10 @@ async fn s3_killed_mid_upload_leaves_nothing_and_the_upload_works_once_it_is_bac
     );
 
     s3.start_again();
-    crate::processes::poll_until(
+    poll_until(
         "the stranded multipart upload aborted",
-        std::time::Duration::from_secs(15),
-        std::time::Duration::from_millis(50),
+        Duration::from_secs(15),
+        Duration::from_millis(50),
         async || s3.pending_upload_files().is_empty().then_some(()),
     )
     .await;

@@ -1,0 +1,143 @@
+//! The production backends on loopback, for a benchmark run of the release binary: a database
+//! of its own on the machine's PostgreSQL server, a private `redis-server` (so the binary's
+//! fixed cache namespace is not shared with anything else), and s3s-fs (a SigV4-verifying S3
+//! server) holding the data set's book files where DCS keeps them,
+//! `{publisher}/books/{book}/{path}` in the `publishers` bucket. Everything is removed on drop.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dcs_mock::NewBook;
+use storage::testing::{ACCESS, S3sFs, SECRET};
+use storage::{ObjectStore, PutOptions, S3Store, bytes_body};
+
+/// `MINIO_BUCKET_NAME`'s default: DCS's book content.
+const CONTENT_BUCKET: &str = "publishers";
+
+/// The running backends.
+#[derive(Debug)]
+pub struct ProductionBackends {
+    s3: S3sFs,
+    redis: Child,
+    redis_port: u16,
+    /// The server's URL the database was created through (and is dropped through).
+    admin_url: String,
+    database: String,
+}
+
+impl ProductionBackends {
+    /// Creates the database `soak_{pid}` through `postgres_admin_url` (a URL of any database on
+    /// the server, e.g. `postgres://postgres@127.0.0.1:5432/test`), starts redis-server and
+    /// s3s-fs.
+    pub async fn start(postgres_admin_url: &str) -> Result<Self, String> {
+        let database = format!("soak_{}", std::process::id());
+        psql(
+            postgres_admin_url,
+            &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE); CREATE DATABASE {database}"),
+        )?;
+        let redis_port = crate::free_port();
+        let redis =
+            Command::new(std::env::var("REDIS_SERVER_BIN").unwrap_or("redis-server".into()))
+                .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    format!("redis-server: {e} (scripts/lib.sh's ensure_redis installs it)")
+                })?;
+        let backends = Self {
+            s3: S3sFs::start(),
+            redis,
+            redis_port,
+            admin_url: postgres_admin_url.to_owned(),
+            database,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("redis-server did not listen on {redis_port}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(backends)
+    }
+
+    /// The environment of an `lms-api` on these backends. Assets are proxied (`ASSET_DELIVERY=
+    /// proxy`), so media reads go through lms-api's ranged S3 reads rather than straight to S3.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let (server, _) = self
+            .admin_url
+            .rsplit_once('/')
+            .expect("a PostgreSQL URL ends in /database");
+        vec![
+            ("DATABASE_URL", format!("{server}/{}", self.database)),
+            (
+                "REDIS_URL",
+                format!("redis://127.0.0.1:{}", self.redis_port),
+            ),
+            ("STORAGE_BACKEND", "s3".to_owned()),
+            ("MINIO_ENDPOINT", self.s3.endpoint()),
+            ("MINIO_ACCESS_KEY", ACCESS.to_owned()),
+            ("MINIO_SECRET_KEY", SECRET.to_owned()),
+            ("ASSET_DELIVERY", "proxy".to_owned()),
+        ]
+    }
+
+    /// Puts every file of `books` into the content bucket (which `lms-api storage-init` has
+    /// created), as DCS's upload does.
+    pub async fn seed_books(&self, books: &[NewBook]) -> Result<usize, String> {
+        let store = S3Store::new(self.s3.config(CONTENT_BUCKET)).map_err(|e| e.to_string())?;
+        let mut files = 0;
+        for book in books {
+            for (path, bytes) in &book.files {
+                let key = format!("{}/books/{}/{path}", book.publisher, book.book_name);
+                store
+                    .put(&key, bytes_body(bytes.clone()), PutOptions::default())
+                    .await
+                    .map_err(|e| format!("put {key}: {e}"))?;
+                files += 1;
+            }
+        }
+        Ok(files)
+    }
+
+    /// A one-line description for reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "PostgreSQL (database `{}` on the local server), Redis (a private redis-server), \
+             S3 (s3s-fs 0.14.1, SigV4-verifying), proxy asset delivery",
+            self.database
+        )
+    }
+}
+
+impl Drop for ProductionBackends {
+    fn drop(&mut self) {
+        let _ = self.redis.kill();
+        let _ = self.redis.wait();
+        if let Err(e) = psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database),
+        ) {
+            eprintln!("could not drop the benchmark database: {e}");
+        }
+    }
+}
+
+fn psql(url: &str, sql: &str) -> Result<(), String> {
+    let output = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q"])
+        .args(sql.split("; ").flat_map(|statement| ["-c", statement]))
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "psql: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
