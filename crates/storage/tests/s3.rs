@@ -239,8 +239,79 @@ async fn too_large_multipart_upload_is_aborted() {
     );
 }
 
-/// A body that sends two parts' worth, then waits, then fails: while it waits the upload is
-/// visible in s3s-fs's root (so the emptiness checks can fail), and after it fails nothing is.
+/// An upload in the middle of its multipart upload: its body has sent two parts' worth (both
+/// parts are on the server), and fails when the returned sender fires. The task is the `put`.
+async fn stalled_multipart_upload(
+    server: &S3sFs,
+    store: &Arc<S3Store>,
+    key: &'static str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<storage::Result<storage::ObjectMeta>>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let head = futures_util::stream::iter(vec![Ok(Bytes::from(pattern(11 * MIB)))]);
+    let tail = futures_util::stream::once(async move {
+        let _ = rx.await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "client went away",
+        ))
+    });
+    let body = Box::pin(futures_util::StreamExt::chain(head, tail));
+    let task = {
+        let store = Arc::clone(store);
+        tokio::spawn(async move { store.put(key, body, PutOptions::default()).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server
+        .pending_upload_files()
+        .iter()
+        .filter(|n| n.contains(".part-"))
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "parts never appeared: {:?}",
+            server.pending_upload_files()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (tx, task)
+}
+
+/// Ends a [`stalled_multipart_upload`]: its body fails, or (`cancel`) its future is dropped.
+async fn end_upload(
+    cancel: bool,
+    tx: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<storage::Result<storage::ObjectMeta>>,
+) {
+    if cancel {
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+    } else {
+        tx.send(()).unwrap();
+        let e = task.await.unwrap().unwrap_err();
+        assert_eq!(e.code(), "storage_body_error", "{e:?}");
+    }
+}
+
+/// Waits until s3s-fs holds no file of an unfinished multipart upload.
+async fn wait_until_nothing_pending(server: &S3sFs, bound: Duration, context: &str) {
+    let deadline = Instant::now() + bound;
+    while !server.pending_upload_files().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left pending ({context}): {:?}",
+            server.pending_upload_files()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// While an upload waits in the middle, it is visible in s3s-fs's root (so the emptiness
+/// checks can fail); after its body fails or its future is dropped, nothing is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_and_cancelled_multipart_uploads_are_aborted() {
     let server = S3sFs::start();
@@ -252,54 +323,14 @@ async fn failing_and_cancelled_multipart_uploads_are_aborted() {
     let store = Arc::new(store_with(config, ManualClock::new(now())).await);
 
     for cancel in [false, true] {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let head = futures_util::stream::iter(vec![Ok(Bytes::from(pattern(11 * MIB)))]);
-        let tail = futures_util::stream::once(async move {
-            let _ = rx.await;
-            Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "client went away",
-            ))
-        });
-        let body = Box::pin(futures_util::StreamExt::chain(head, tail));
-        let task = {
-            let store = Arc::clone(&store);
-            tokio::spawn(
-                async move { store.put("t/broken.bin", body, PutOptions::default()).await },
-            )
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while server
-            .pending_upload_files()
-            .iter()
-            .filter(|n| n.contains(".part-"))
-            .count()
-            < 2
-        {
-            assert!(
-                Instant::now() < deadline,
-                "parts never appeared: {:?}",
-                server.pending_upload_files()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if cancel {
-            task.abort();
-            assert!(task.await.unwrap_err().is_cancelled());
-        } else {
-            tx.send(()).unwrap();
-            let e = task.await.unwrap().unwrap_err();
-            assert_eq!(e.code(), "storage_body_error", "{e:?}");
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.pending_upload_files().is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "left pending (cancel={cancel}): {:?}",
-                server.pending_upload_files()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (tx, task) = stalled_multipart_upload(&server, &store, "t/broken.bin").await;
+        end_upload(cancel, tx, task).await;
+        wait_until_nothing_pending(
+            &server,
+            Duration::from_secs(10),
+            &format!("cancel={cancel}"),
+        )
+        .await;
         assert!(store.head("t/broken.bin").await.unwrap_err().is_not_found());
     }
 }
@@ -318,49 +349,9 @@ async fn an_abort_s3_could_not_take_is_retried_once_s3_is_back() {
     let store = Arc::new(store_with(config, ManualClock::new(now())).await);
 
     for cancel in [false, true] {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let head = futures_util::stream::iter(vec![Ok(Bytes::from(pattern(11 * MIB)))]);
-        let tail = futures_util::stream::once(async move {
-            let _ = rx.await;
-            Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "client went away",
-            ))
-        });
-        let body = Box::pin(futures_util::StreamExt::chain(head, tail));
-        let task = {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                store
-                    .put("t/stranded.bin", body, PutOptions::default())
-                    .await
-            })
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while server
-            .pending_upload_files()
-            .iter()
-            .filter(|n| n.contains(".part-"))
-            .count()
-            < 2
-        {
-            assert!(
-                Instant::now() < deadline,
-                "parts never appeared: {:?}",
-                server.pending_upload_files()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-
+        let (tx, task) = stalled_multipart_upload(&server, &store, "t/stranded.bin").await;
         server.kill();
-        if cancel {
-            task.abort();
-            assert!(task.await.unwrap_err().is_cancelled());
-        } else {
-            tx.send(()).unwrap();
-            let e = task.await.unwrap().unwrap_err();
-            assert_eq!(e.code(), "storage_body_error", "{e:?}");
-        }
+        end_upload(cancel, tx, task).await;
         // The first abort has met a closed port; the parts are still on the server's disk.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
@@ -370,15 +361,12 @@ async fn an_abort_s3_could_not_take_is_retried_once_s3_is_back() {
 
         server.start_again();
         // Retries wait 0.5 s, 1 s, 2 s, ... (with up to 25% jitter): one lands within seconds.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !server.pending_upload_files().is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "left pending after S3 came back (cancel={cancel}): {:?}",
-                server.pending_upload_files()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until_nothing_pending(
+            &server,
+            Duration::from_secs(15),
+            &format!("after S3 came back, cancel={cancel}"),
+        )
+        .await;
         assert!(
             store
                 .head("t/stranded.bin")
