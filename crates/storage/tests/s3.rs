@@ -26,6 +26,17 @@ async fn store_with(config: S3Config, clock: Arc<ManualClock>) -> S3Store {
     store
 }
 
+/// A store on `server`'s `teachers` bucket with S3's smallest parts (5 MiB), two in flight,
+/// so a body of a few MiB makes a real multipart upload.
+async fn multipart_store(server: &S3sFs) -> S3Store {
+    let config = S3Config {
+        part_size: 5 * MIB,
+        max_in_flight: 2,
+        ..server.config("teachers")
+    };
+    store_with(config, ManualClock::new(now())).await
+}
+
 async fn s3() -> Fixture {
     let server = S3sFs::start();
     let clock = ManualClock::new(NOW);
@@ -158,12 +169,7 @@ async fn presigned_urls_expire_and_stay_identical_within_a_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_uploads_round_trip() {
     let server = S3sFs::start();
-    let config = S3Config {
-        part_size: 5 * MIB,
-        max_in_flight: 2,
-        ..server.config("teachers")
-    };
-    let store = store_with(config, ManualClock::new(now())).await;
+    let store = multipart_store(&server).await;
     let data = pattern(12 * MIB + 1);
     let put = store
         .put(
@@ -205,12 +211,7 @@ async fn multipart_uploads_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_large_multipart_upload_is_aborted() {
     let server = S3sFs::start();
-    let config = S3Config {
-        part_size: 5 * MIB,
-        max_in_flight: 2,
-        ..server.config("teachers")
-    };
-    let store = store_with(config, ManualClock::new(now())).await;
+    let store = multipart_store(&server).await;
     let data = pattern(16 * MIB);
     let e = store
         .put(
@@ -315,12 +316,7 @@ async fn wait_until_nothing_pending(server: &S3sFs, bound: Duration, context: &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_and_cancelled_multipart_uploads_are_aborted() {
     let server = S3sFs::start();
-    let config = S3Config {
-        part_size: 5 * MIB,
-        max_in_flight: 2,
-        ..server.config("teachers")
-    };
-    let store = Arc::new(store_with(config, ManualClock::new(now())).await);
+    let store = Arc::new(multipart_store(&server).await);
 
     for cancel in [false, true] {
         let (tx, task) = stalled_multipart_upload(&server, &store, "t/broken.bin").await;
@@ -341,12 +337,7 @@ async fn failing_and_cancelled_multipart_uploads_are_aborted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_s3_could_not_take_is_retried_once_s3_is_back() {
     let mut server = S3sFs::start();
-    let config = S3Config {
-        part_size: 5 * MIB,
-        max_in_flight: 2,
-        ..server.config("teachers")
-    };
-    let store = Arc::new(store_with(config, ManualClock::new(now())).await);
+    let store = Arc::new(multipart_store(&server).await);
 
     for cancel in [false, true] {
         let (tx, task) = stalled_multipart_upload(&server, &store, "t/stranded.bin").await;
@@ -436,12 +427,7 @@ async fn errors_are_classified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_part_aborts_the_upload() {
     let server = S3sFs::start();
-    let config = S3Config {
-        part_size: 5 * MIB,
-        max_in_flight: 2,
-        ..server.config("teachers")
-    };
-    let store = Arc::new(store_with(config, ManualClock::new(now())).await);
+    let store = Arc::new(multipart_store(&server).await);
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let head = futures_util::stream::iter(vec![Ok(Bytes::from(pattern(10 * MIB)))]);
