@@ -124,13 +124,14 @@ pub enum UrlError {
 }
 
 /// Checks a link and returns it trimmed (as typed, not re-serialised, so the teacher sees
-/// what they entered).
+/// what they entered). The length counts the link as sent, white space around it included, as
+/// the schema's `maxLength` does.
 pub fn check_url(url: &str) -> Result<String, UrlError> {
-    let url = url.trim();
     let chars = url.chars().count();
     if chars > MAX_URL_CHARS {
         return Err(UrlError::TooLong { chars });
     }
+    let url = url.trim();
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(UrlError::Invalid);
     }
@@ -348,6 +349,11 @@ mod tests {
         }
         for len in [MAX_URL_CHARS - 20, MAX_URL_CHARS - 19, MAX_URL_CHARS] {
             samples.push(format!("https://example.org/{}", "a".repeat(len - 20)));
+            // White space around a link counts towards its length, as in the schema.
+            samples.push(format!(
+                "\t\u{200a}https://example.org/{}",
+                "a".repeat(len - 21)
+            ));
         }
         samples
     }
@@ -392,6 +398,23 @@ mod tests {
             }
         }
         assert!(matched >= 10, "{matched}");
+        // And nothing longer than the schema's `maxLength`, white space included.
+        for sample in samples() {
+            if sample.chars().count() > MAX_URL_CHARS {
+                assert!(
+                    matches!(check_url(&sample), Err(UrlError::TooLong { .. })),
+                    "{sample:?}"
+                );
+            }
+        }
+        let padded = format!(
+            "\t\u{200a}https://example.org/{}",
+            "a".repeat(MAX_URL_CHARS - 21)
+        );
+        assert_eq!(padded.trim().chars().count(), MAX_URL_CHARS - 1);
+        assert!(
+            matches!(check_url(&padded), Err(UrlError::TooLong { chars }) if chars == MAX_URL_CHARS + 1)
+        );
         // What the pattern does not describe but the parser accepts (the schema is a subset).
         for accepted in ["http://1.2.3.4/", "http:example.org", "http://a:65000/"] {
             assert!(!pattern.is_match(accepted) && check_url(accepted).is_ok());
