@@ -259,7 +259,7 @@ impl S3Store {
                 key: key.to_owned(),
                 upload_id: init.upload_id.clone(),
             };
-            if let Some(abort) = abort.attempt().await {
+            if let Some(abort) = abort.attempt(false).await {
                 abort.retry_in_background();
             }
         }
@@ -392,7 +392,7 @@ impl Drop for AbortOnDrop {
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
-                    if let Some(abort) = abort.attempt().await {
+                    if let Some(abort) = abort.attempt(false).await {
                         abort.retry().await;
                     }
                 });
@@ -424,10 +424,22 @@ struct PendingAbort {
 
 impl PendingAbort {
     /// One attempt. Returns `self` when it is worth retrying (S3 unreachable or failing).
-    async fn attempt(self) -> Option<Self> {
+    /// Only the first failure is a warning; the retries' failures are logged at debug level,
+    /// and their outcome once.
+    async fn attempt(self, retrying: bool) -> Option<Self> {
         match self.bucket.abort_upload(&self.key, &self.upload_id).await {
             // 404: `NoSuchUpload`, already aborted or completed.
-            Ok(()) | Err(S3Error::HttpFailWithBody(404, _)) => None,
+            Ok(()) | Err(S3Error::HttpFailWithBody(404, _)) => {
+                if retrying {
+                    tracing::info!(key = self.key, "stranded multipart upload aborted");
+                }
+                None
+            }
+            Err(e) if is_transient(&e) && retrying => {
+                tracing::debug!(key = self.key, error = %message_without_url(e),
+                    "abort of a multipart upload failed again");
+                Some(self)
+            }
             Err(e) if is_transient(&e) => {
                 tracing::warn!(key = self.key, error = %message_without_url(e),
                     "could not abort a multipart upload; retrying in the background");
@@ -461,7 +473,7 @@ impl PendingAbort {
             }
             tokio::time::sleep(delay + delay.mul_f64(fastrand::f64() * 0.25)).await;
             delay = (delay * 2).min(ABORT_RETRY_MAX_DELAY);
-            match pending.attempt().await {
+            match pending.attempt(true).await {
                 Some(again) => pending = again,
                 None => return,
             }
