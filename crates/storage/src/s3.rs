@@ -185,33 +185,11 @@ impl S3Store {
     }
 
     fn map_err(&self, e: S3Error, key: Option<&str>) -> StorageError {
-        match e {
-            S3Error::HttpFailWithBody(status, body) => self.status_err(status, &body, key),
-            S3Error::HttpFail => StorageError::Backend("request failed".into()),
-            // No URL in the message: internal URLs carry a signature.
-            S3Error::Reqwest(e) => StorageError::Unavailable(e.without_url().to_string()),
-            S3Error::Io(e) => StorageError::Unavailable(e.to_string()),
-            other => StorageError::Backend(other.to_string()),
-        }
+        s3_error(e, &self.name, key)
     }
 
     fn status_err(&self, status: u16, body: &str, key: Option<&str>) -> StorageError {
-        if body.contains("<Code>NoSuchBucket</Code>") {
-            return StorageError::BucketNotFound {
-                bucket: self.name.clone(),
-            };
-        }
-        match (status, key) {
-            (404, Some(key)) => StorageError::not_found(key),
-            (404, None) => StorageError::BucketNotFound {
-                bucket: self.name.clone(),
-            },
-            (401 | 403, _) => StorageError::AccessDenied { status },
-            (500..=599, _) => {
-                StorageError::Unavailable(format!("S3 answered {status}{}", s3_code(body)))
-            }
-            _ => StorageError::Backend(format!("S3 answered {status}{}", s3_code(body))),
-        }
+        status_error(status, body, &self.name, key)
     }
 
     async fn put_single(&self, key: &str, body: &[u8], content_type: &str) -> Result<()> {
@@ -260,7 +238,7 @@ impl S3Store {
                 upload_id: init.upload_id.clone(),
             };
             if let Some(abort) = abort.attempt(false).await {
-                abort.retry_in_background();
+                tokio::spawn(abort.retry());
             }
         }
         guard.bucket = None;
@@ -427,34 +405,30 @@ impl PendingAbort {
     /// Only the first failure is a warning; the retries' failures are logged at debug level,
     /// and their outcome once.
     async fn attempt(self, retrying: bool) -> Option<Self> {
-        match self.bucket.abort_upload(&self.key, &self.upload_id).await {
-            // 404: `NoSuchUpload`, already aborted or completed.
-            Ok(()) | Err(S3Error::HttpFailWithBody(404, _)) => {
-                if retrying {
-                    tracing::info!(key = self.key, "stranded multipart upload aborted");
-                }
+        let result = self.bucket.abort_upload(&self.key, &self.upload_id).await;
+        match result.map_err(|e| s3_error(e, &self.bucket.name, Some(&self.key))) {
+            Ok(()) if retrying => {
+                tracing::info!(key = self.key, "stranded multipart upload aborted");
                 None
             }
-            Err(e) if is_transient(&e) && retrying => {
-                tracing::debug!(key = self.key, error = %message_without_url(e),
-                    "abort of a multipart upload failed again");
+            Ok(()) => None,
+            // `NoSuchUpload`: already aborted or completed.
+            Err(e) if e.is_not_found() => None,
+            Err(e) if e.is_unavailable() && retrying => {
+                tracing::debug!(key = self.key, error = %e, "abort of a multipart upload failed again");
                 Some(self)
             }
-            Err(e) if is_transient(&e) => {
-                tracing::warn!(key = self.key, error = %message_without_url(e),
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(key = self.key, error = %e,
                     "could not abort a multipart upload; retrying in the background");
                 Some(self)
             }
             Err(e) => {
-                tracing::warn!(key = self.key, error = %message_without_url(e),
+                tracing::warn!(key = self.key, error = %e,
                     "multipart upload left pending: abort refused");
                 None
             }
         }
-    }
-
-    fn retry_in_background(self) {
-        tokio::spawn(self.retry());
     }
 
     /// Retries with jittered, doubling waits until an attempt settles it or the window ends.
@@ -481,20 +455,35 @@ impl PendingAbort {
     }
 }
 
-/// Failures that can pass: S3 unreachable, or answering 5xx.
-fn is_transient(e: &S3Error) -> bool {
+/// The [`StorageError`] of a failed rust-s3 call on `bucket` (`key`: the object, if any).
+fn s3_error(e: S3Error, bucket: &str, key: Option<&str>) -> StorageError {
     match e {
-        S3Error::Reqwest(_) | S3Error::Io(_) => true,
-        S3Error::HttpFailWithBody(status, _) => (500..=599).contains(status),
-        _ => false,
+        S3Error::HttpFailWithBody(status, body) => status_error(status, &body, bucket, key),
+        S3Error::HttpFail => StorageError::Backend("request failed".into()),
+        // No URL in the message: internal URLs carry a signature.
+        S3Error::Reqwest(e) => StorageError::Unavailable(e.without_url().to_string()),
+        S3Error::Io(e) => StorageError::Unavailable(e.to_string()),
+        other => StorageError::Backend(other.to_string()),
     }
 }
 
-/// The error without its URL (internal URLs carry a signature).
-fn message_without_url(e: S3Error) -> String {
-    match e {
-        S3Error::Reqwest(e) => e.without_url().to_string(),
-        other => other.to_string(),
+/// The [`StorageError`] of an S3 answer with an error status.
+fn status_error(status: u16, body: &str, bucket: &str, key: Option<&str>) -> StorageError {
+    if body.contains("<Code>NoSuchBucket</Code>") {
+        return StorageError::BucketNotFound {
+            bucket: bucket.to_owned(),
+        };
+    }
+    match (status, key) {
+        (404, Some(key)) => StorageError::not_found(key),
+        (404, None) => StorageError::BucketNotFound {
+            bucket: bucket.to_owned(),
+        },
+        (401 | 403, _) => StorageError::AccessDenied { status },
+        (500..=599, _) => {
+            StorageError::Unavailable(format!("S3 answered {status}{}", s3_code(body)))
+        }
+        _ => StorageError::Backend(format!("S3 answered {status}{}", s3_code(body))),
     }
 }
 
