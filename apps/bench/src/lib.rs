@@ -41,9 +41,14 @@ pub fn bench_books(total_books: usize) -> std::io::Result<Vec<NewBook>> {
     Ok(books)
 }
 
-/// Starts the fake DCS with the [`bench_books`] data set, `total_books` published books (the
-/// fake DCS loads the sample book from its folder itself).
+/// Starts the fake DCS with the [`bench_books`] data set, `total_books` published books.
 pub async fn start_dcs_with_books(total_books: usize) -> std::io::Result<MockDcs> {
+    start_dcs_with(bench_books(total_books)?).await
+}
+
+/// Starts the fake DCS serving `books` (as [`bench_books`] makes them: the sample book first,
+/// which the fake DCS loads from its folder itself).
+pub async fn start_dcs_with(books: Vec<NewBook>) -> std::io::Result<MockDcs> {
     let config = MockConfig {
         // Nothing subscribes to webhooks here; keep any retry short all the same.
         webhook_retry_delays: vec![Duration::from_millis(10)],
@@ -51,7 +56,7 @@ pub async fn start_dcs_with_books(total_books: usize) -> std::io::Result<MockDcs
     };
     let dcs = MockDcs::start(config).await?;
     let existing = dcs.books().len();
-    for book in bench_books(total_books)?.into_iter().skip(existing) {
+    for book in books.into_iter().skip(existing) {
         dcs.add_book(book).map_err(std::io::Error::other)?;
     }
     Ok(dcs)

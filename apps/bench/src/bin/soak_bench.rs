@@ -667,7 +667,9 @@ async fn main() -> ExitCode {
     );
     assert!(args.duration >= 3, "--duration must be at least 3 s");
     let binary = std::fs::canonicalize(&args.lms_api).expect("the lms-api binary");
-    let dcs = lms_bench::start_dcs_with_books(args.books)
+    // One data set for the fake DCS and, with the production backends, for S3.
+    let data_set = lms_bench::bench_books(args.books).expect("the data set");
+    let dcs = lms_bench::start_dcs_with(data_set.clone())
         .await
         .expect("fake DCS");
     let books: Vec<BookInfo> = dcs
@@ -712,7 +714,7 @@ async fn main() -> ExitCode {
                 String::from_utf8_lossy(&init.stderr)
             );
             let files = backends
-                .seed_books(&lms_bench::bench_books(args.books).expect("the data set"))
+                .seed_books(&data_set)
                 .await
                 .expect("the books in S3");
             eprintln!("{files} book files put into S3");
