@@ -33,7 +33,10 @@ impl ProductionBackends {
         let database = format!("soak_{}", std::process::id());
         psql(
             postgres_admin_url,
-            &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE); CREATE DATABASE {database}"),
+            &[
+                &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+                &format!("CREATE DATABASE {database}"),
+            ],
         )?;
         let redis_port = crate::free_port();
         let redis =
@@ -118,18 +121,22 @@ impl Drop for ProductionBackends {
         let _ = self.redis.wait();
         if let Err(e) = psql(
             &self.admin_url,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database),
+            &[&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database
+            )],
         ) {
             eprintln!("could not drop the benchmark database: {e}");
         }
     }
 }
 
-fn psql(url: &str, sql: &str) -> Result<(), String> {
+/// Runs each statement on its own (`CREATE DATABASE` cannot run in a transaction block).
+fn psql(url: &str, statements: &[&str]) -> Result<(), String> {
     let output = Command::new("psql")
         .arg(url)
         .args(["-v", "ON_ERROR_STOP=1", "-q"])
-        .args(sql.split("; ").flat_map(|statement| ["-c", statement]))
+        .args(statements.iter().flat_map(|statement| ["-c", statement]))
         .output()
         .map_err(|e| format!("psql: {e}"))?;
     if output.status.success() {
