@@ -7,7 +7,7 @@ use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::{Condition, from_fn};
+use actix_web::middleware::{Condition, Next, from_fn};
 use actix_web::{App, web};
 use sea_orm::DatabaseConnection;
 use utoipa::OpenApi;
@@ -187,15 +187,34 @@ pub fn create_app(
         .app_data(web::QueryConfig::default().error_handler(query_error_handler))
         .app_data(web::PathConfig::default().error_handler(path_error_handler))
         .default_service(web::to(unmatched_route))
-        // Innermost first: HEAD runs as GET inside, so the log and metrics still say HEAD;
-        // errors are normalised before they are counted and logged.
-        .wrap(from_fn(crate::head::head_as_get))
-        .wrap(from_fn(normalize_error_responses))
         .wrap(from_fn(move |req, next| {
-            crate::telemetry::observe_requests(metrics.clone(), req, next)
+            every_request(metrics.clone(), req, next)
         }))
         // Outermost: preflights are answered before anything else runs.
         .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
+}
+
+/// The one middleware of every request, outside in: request id, span, log and metrics
+/// ([`telemetry::observe_requests`](crate::telemetry::observe_requests)); error answers
+/// normalised to the error shape before they are counted and logged; `HEAD` run as `GET`
+/// ([`head`](crate::head)), so the log and metrics still say `HEAD`.
+///
+/// One actix layer rather than one per concern: each `from_fn` layer boxes the request's
+/// future and the call of the next service, about 150 instructions per request each
+/// (`scripts/profile-hot-path.sh`).
+async fn every_request<B: MessageBody + 'static>(
+    metrics: HttpMetrics,
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    crate::telemetry::observe_requests(&metrics, req, async |mut req| {
+        let is_head = crate::head::run_as_get(&mut req);
+        let result = next.call(req).await;
+        normalize_error_responses(
+            result.map(|response| crate::head::without_body(is_head, response)),
+        )
+    })
+    .await
 }
 
 /// CORS for the LMS frontend's origins (`LMS_FRONTEND_ORIGINS`); `None` when there are none,

@@ -13,12 +13,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceResponse;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::guard::GuardContext;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -512,13 +511,13 @@ impl actix_web::Responder for ApiError {
     }
 }
 
-/// Middleware: rewrites any error response that is not JSON into the error shape, keeping the
-/// headers that matter to clients (`Allow`, `WWW-Authenticate`, `Retry-After`).
-pub async fn normalize_error_responses(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
-    let response = match next.call(req).await {
+/// Rewrites any error response that is not JSON into the error shape, keeping the headers
+/// that matter to clients (`Allow`, `WWW-Authenticate`, `Retry-After`). Applied to every
+/// answer by the app's one middleware (`app::create_app`).
+pub fn normalize_error_responses<B: MessageBody>(
+    result: Result<ServiceResponse<B>, actix_web::Error>,
+) -> Result<ServiceResponse<EitherBody<B, BoxBody>>, actix_web::Error> {
+    let response = match result {
         Ok(response) => response,
         Err(err) => {
             // An error that escaped as `Err`: keep ours (already JSON), normalise the rest.

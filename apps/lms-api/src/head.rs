@@ -1,7 +1,7 @@
 //! `HEAD` for every `GET` route (RFC 9110 §9.3.2): the same status and headers, no body.
 //!
 //! actix-web routes match one method, so a `HEAD` would otherwise be answered 405. This
-//! middleware runs `HEAD` requests as `GET` and then swaps the body for an empty one that still
+//! module runs `HEAD` requests as `GET` and then swaps the body for an empty one that still
 //! reports the original size, so `Content-Length` is what a `GET` would send. The original body
 //! is dropped unread: a streamed object (a DCS download) is never pulled just to be discarded,
 //! and its upstream connection is freed at once. actix-http's encoder already writes no body
@@ -13,26 +13,31 @@ use std::task::{Context, Poll};
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::middleware::Next;
 use bytes::Bytes;
 
-/// Middleware: answers `HEAD` through the `GET` handler of the same route.
-pub async fn head_as_get(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+/// Runs a `HEAD` request as `GET`: rewrites its method and tells whether it did, for
+/// [`without_body`] on the way out.
+pub fn run_as_get(req: &mut ServiceRequest) -> bool {
     let is_head = req.method() == Method::HEAD;
     if is_head {
         req.head_mut().method = Method::GET;
     }
-    let response = next.call(req).await?;
-    Ok(response.map_body(move |_, body| {
+    is_head
+}
+
+/// The answer to a request [`run_as_get`] rewrote: the same status and headers, and no body
+/// (the original is dropped unread). Other answers keep their body.
+pub fn without_body<B: MessageBody>(
+    is_head: bool,
+    response: ServiceResponse<B>,
+) -> ServiceResponse<HeadBody<B>> {
+    response.map_body(move |_, body| {
         if is_head {
             HeadBody::empty(body.size())
         } else {
             HeadBody::full(body)
         }
-    }))
+    })
 }
 
 pin_project_lite::pin_project! {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -99,8 +100,7 @@ impl HttpMetrics {
 
     /// Records one finished request. Methods outside the standard set are recorded as
     /// [`OTHER_METHOD`].
-    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let status = status.to_string();
+    pub fn observe(&self, method: &str, route: &str, status: StatusCode, seconds: f64) {
         let labels = [method_label(method), route, status.as_str()];
         self.inner.requests.with_label_values(&labels).inc();
         self.inner
@@ -129,12 +129,7 @@ impl HttpMetrics {
                 .with_label_values(&[cause])
                 .inc();
         }
-        self.observe(
-            method,
-            route,
-            response.status().as_u16(),
-            elapsed.as_secs_f64(),
-        );
+        self.observe(method, route, response.status(), elapsed.as_secs_f64());
     }
 
     /// The registry, for components that add their own metrics (cache, DCS client).

@@ -74,15 +74,38 @@ where
 }
 
 impl<'writer> FormatFields<'writer> for PlainFields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
-        let mut visitor = FieldWriter {
-            writer,
-            is_empty: true,
-            result: Ok(()),
-        };
-        fields.record(&mut visitor);
-        visitor.result
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        // A span's fields are written into a new, empty `String` (tracing-subscriber's
+        // `FormattedFields`), which would grow three or four times for the request span alone:
+        // they are written into this thread's reused buffer instead and copied once. (A field
+        // whose `Debug` logs something itself finds the buffer taken and is written directly.)
+        FIELDS_BUFFER.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffer) => {
+                buffer.clear();
+                record_all(Writer::new(&mut *buffer), fields)?;
+                writer.write_str(&buffer)
+            }
+            Err(_) => record_all(writer, fields),
+        })
     }
+}
+
+thread_local! {
+    static FIELDS_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn record_all<R: RecordFields>(writer: Writer<'_>, fields: R) -> fmt::Result {
+    let mut visitor = FieldWriter {
+        writer,
+        is_empty: true,
+        result: Ok(()),
+    };
+    fields.record(&mut visitor);
+    visitor.result
 }
 
 /// The level as the default format writes it: five columns, right-aligned.
@@ -177,7 +200,7 @@ impl Visit for FieldWriter<'_> {
         if field.name() == "message" {
             self.write_value(field, |w| Escaping(w).write_str(value));
         } else {
-            self.write_value(field, |w| write!(w, "{value:?}"));
+            self.write_value(field, |w| write_quoted(w, value));
         }
     }
 
@@ -227,6 +250,21 @@ impl Visit for FieldWriter<'_> {
             self.write_value(field, |w| write!(w, "{value:?}"));
         }
     }
+}
+
+/// `value` as `{value:?}` writes it: quoted, with escapes. Text that needs none (printable
+/// ASCII without `"` or `\`, such as route patterns) is written in one piece instead of
+/// through `char`-by-`char` escaping.
+fn write_quoted(writer: &mut impl fmt::Write, value: &str) -> fmt::Result {
+    let plain = value
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    if !plain {
+        return write!(writer, "{value:?}");
+    }
+    writer.write_char('"')?;
+    writer.write_str(value)?;
+    writer.write_char('"')
 }
 
 /// Writes through, escaping what terminals read as control sequences (ESC, BEL, BS, FF, DEL,
@@ -460,6 +498,31 @@ mod tests {
             message.is_some_and(|line| !line.contains('\u{1b}') && line.contains("\\x1b[2J")),
             "{message:?}"
         );
+    }
+
+    #[test]
+    fn quoted_text_is_what_debug_writes() {
+        let mut samples: Vec<String> = (0u8..=0x7f).map(|b| format!("a{}b", b as char)).collect();
+        samples.extend(
+            [
+                "",
+                "/api/v1/books/{id}",
+                "it's",
+                "say \"hi\"",
+                "back\\slash",
+                "tab\there",
+                "caf\u{e9}",
+                "\u{1b}[31m",
+                "\u{85}",
+                "zero\u{200b}width",
+            ]
+            .map(str::to_owned),
+        );
+        for sample in samples {
+            let mut written = String::new();
+            write_quoted(&mut written, &sample).unwrap();
+            assert_eq!(written, format!("{sample:?}"), "for {sample:?}");
+        }
     }
 
     #[test]

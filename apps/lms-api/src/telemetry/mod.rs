@@ -15,7 +15,6 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
 use tracing::Instrument;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
@@ -77,14 +76,18 @@ fn new_request_id() -> String {
         .to_string()
 }
 
-/// Middleware body: assigns a request id, runs the request inside a span carrying it, then
-/// logs the outcome, records it in `metrics` and echoes the id in the response. One layer for
-/// both, so the route pattern is looked up once per request.
-pub async fn observe_requests(
-    metrics: HttpMetrics,
+/// Assigns a request id, runs `serve` on the request inside a span carrying it, then logs the
+/// outcome, records it in `metrics` and echoes the id in the response. Log and metrics in one
+/// place, so the route pattern is looked up once per request.
+pub async fn observe_requests<B, Fut>(
+    metrics: &HttpMetrics,
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    serve: impl FnOnce(ServiceRequest) -> Fut,
+) -> Result<ServiceResponse<B>, actix_web::Error>
+where
+    B: MessageBody,
+    Fut: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+{
     let started = Instant::now();
     let request_id = req
         .headers()
@@ -96,7 +99,7 @@ pub async fn observe_requests(
     let method = req.method().clone();
     let span = tracing::info_span!("request", %method, request_id = %request_id);
 
-    let result = next.call(req).instrument(span.clone()).await;
+    let result = serve(req).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
 
@@ -141,7 +144,7 @@ pub async fn observe_requests(
             metrics.observe(
                 method.as_str(),
                 UNMATCHED_ROUTE,
-                status.as_u16(),
+                status,
                 elapsed.as_secs_f64(),
             );
             tracing::warn!(
