@@ -69,12 +69,11 @@ impl ProductionBackends {
     /// The environment of an `lms-api` on these backends. Assets are proxied (`ASSET_DELIVERY=
     /// proxy`), so media reads go through lms-api's ranged S3 reads rather than straight to S3.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        let (server, _) = self
-            .admin_url
-            .rsplit_once('/')
-            .expect("a PostgreSQL URL ends in /database");
         vec![
-            ("DATABASE_URL", format!("{server}/{}", self.database)),
+            (
+                "DATABASE_URL",
+                database_url(&self.admin_url, &self.database),
+            ),
             (
                 "REDIS_URL",
                 format!("redis://127.0.0.1:{}", self.redis_port),
@@ -146,5 +145,33 @@ fn psql(url: &str, statements: &[&str]) -> Result<(), String> {
             "psql: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ))
+    }
+}
+
+/// `admin_url` with its database replaced by `database`; the rest (credentials, host, a query
+/// such as `?sslmode=disable`) stays as it is.
+fn database_url(admin_url: &str, database: &str) -> String {
+    let mut url = url::Url::parse(admin_url).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(database);
+    url.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url;
+
+    #[test]
+    fn the_database_url_keeps_everything_but_the_database() {
+        assert_eq!(
+            database_url("postgres://lms:secret@127.0.0.1:5432/postgres", "soak_1"),
+            "postgres://lms:secret@127.0.0.1:5432/soak_1"
+        );
+        assert_eq!(
+            database_url(
+                "postgres://lms@localhost/lms_test?sslmode=disable",
+                "soak_2"
+            ),
+            "postgres://lms@localhost/soak_2?sslmode=disable"
+        );
     }
 }
