@@ -407,6 +407,8 @@ struct MaterialTables {
     quotas: HashMap<Uuid, Quota>,
     /// Fail the next `insert` (tests of the "database fails after the upload" path).
     fail_next_insert: bool,
+    /// Fail every `quota` read (tests of answers that must not need one).
+    fail_quota_reads: bool,
 }
 
 /// A [`MaterialRepository`] in memory; one lock makes every call atomic. Clones share the
@@ -425,6 +427,12 @@ impl MemoryMaterials {
         lock(&self.0).fail_next_insert = true;
     }
 
+    /// Makes every later [`MaterialRepository::quota`] fail, as a database that went away
+    /// would.
+    pub fn fail_quota_reads(&self) {
+        lock(&self.0).fail_quota_reads = true;
+    }
+
     /// Every stored record, any teacher.
     pub fn all(&self) -> Vec<MaterialRecord> {
         lock(&self.0).materials.values().cloned().collect()
@@ -434,14 +442,14 @@ impl MemoryMaterials {
 #[async_trait]
 impl MaterialRepository for MemoryMaterials {
     async fn quota(&self, teacher: Uuid, default_quota: u64) -> Result<Quota, StoreError> {
-        Ok(lock(&self.0)
-            .quotas
-            .get(&teacher)
-            .copied()
-            .unwrap_or(Quota {
-                used_bytes: 0,
-                quota_bytes: default_quota,
-            }))
+        let tables = lock(&self.0);
+        if tables.fail_quota_reads {
+            return Err(StoreError::new("injected quota read failure"));
+        }
+        Ok(tables.quotas.get(&teacher).copied().unwrap_or(Quota {
+            used_bytes: 0,
+            quota_bytes: default_quota,
+        }))
     }
 
     async fn reserve(
@@ -475,7 +483,7 @@ impl MaterialRepository for MemoryMaterials {
         &self,
         record: &MaterialRecord,
         unused_reservation: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Quota>, StoreError> {
         let mut tables = lock(&self.0);
         if std::mem::take(&mut tables.fail_next_insert) {
             return Err(StoreError::new("injected insert failure"));
@@ -484,10 +492,11 @@ impl MaterialRepository for MemoryMaterials {
             return Err(StoreError::new(format!("material {} exists", record.id)));
         }
         tables.materials.insert(record.id, record.clone());
-        if let Some(quota) = tables.quotas.get_mut(&record.teacher_id) {
+        let quota = tables.quotas.get_mut(&record.teacher_id).map(|quota| {
             quota.used_bytes = quota.used_bytes.saturating_sub(unused_reservation);
-        }
-        Ok(())
+            *quota
+        });
+        Ok(quota)
     }
 
     async fn get(&self, teacher: Uuid, id: Uuid) -> Result<Option<MaterialRecord>, StoreError> {

@@ -390,12 +390,15 @@ pub trait MaterialRepository: Send + Sync + Debug {
     async fn release(&self, teacher: Uuid, bytes: u64) -> Result<(), StoreError>;
 
     /// Inserts `record` and gives back `unused_reservation` bytes, in one transaction. A file's
-    /// `file_size` is already counted by the reservations that preceded it.
+    /// `file_size` is already counted by the reservations that preceded it. Returns the
+    /// teacher's quota as that transaction left it (`None` when the teacher has no quota row,
+    /// which only a material without a file can meet), so that an upload's answer does not
+    /// depend on a second read that could fail after the material is stored.
     async fn insert(
         &self,
         record: &MaterialRecord,
         unused_reservation: u64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<Quota>, StoreError>;
 
     /// The teacher's material `id`.
     async fn get(&self, teacher: Uuid, id: Uuid) -> Result<Option<MaterialRecord>, StoreError>;

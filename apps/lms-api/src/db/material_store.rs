@@ -252,7 +252,7 @@ impl MaterialRepository for SqlMaterialStore {
         &self,
         record: &MaterialRecord,
         unused_reservation: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Quota>, StoreError> {
         let row = to_row(record)?;
         let unused = to_i64(unused_reservation, "unused reservation")?;
         let txn = self.db.begin().await.map_err(store_error)?;
@@ -269,7 +269,14 @@ impl MaterialRepository for SqlMaterialStore {
             .await
             .map_err(store_error)?;
         }
-        txn.commit().await.map_err(store_error)
+        let quota = teacher_storage_quota::Entity::find_by_id(record.teacher_id)
+            .one(&txn)
+            .await
+            .map_err(store_error)?
+            .map(|row| to_quota(&row))
+            .transpose()?;
+        txn.commit().await.map_err(store_error)?;
+        Ok(quota)
     }
 
     async fn get(&self, teacher: Uuid, id: Uuid) -> Result<Option<MaterialRecord>, StoreError> {

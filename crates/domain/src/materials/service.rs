@@ -282,14 +282,22 @@ impl MaterialService {
         staged.record.name = name;
         let size = staged.record.file_size.unwrap_or(0);
         let unused = staged.reservation.reserved().saturating_sub(size);
-        if let Err(error) = self.repo.insert(&staged.record, unused).await {
-            object.delete_now().await;
-            staged.reservation.release_now().await;
-            return Err(error.into());
-        }
+        let quota = match self.repo.insert(&staged.record, unused).await {
+            Ok(quota) => quota,
+            Err(error) => {
+                object.delete_now().await;
+                staged.reservation.release_now().await;
+                return Err(error.into());
+            }
+        };
         staged.reservation.disarm();
         object.disarm();
-        let quota = self.quota(staged.record.teacher_id).await?;
+        // The reservation created the quota row, so the insert returns it; reading it again
+        // is only a fallback.
+        let quota = match quota {
+            Some(quota) => quota,
+            None => self.quota(staged.record.teacher_id).await?,
+        };
         Ok((staged.record.clone(), quota))
     }
 

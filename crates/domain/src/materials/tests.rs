@@ -283,6 +283,27 @@ async fn the_database_failing_after_the_upload_deletes_the_object() {
 }
 
 #[tokio::test]
+async fn a_stored_upload_is_answered_with_its_quota_even_when_quota_reads_fail() {
+    // The quota comes from the insert's own transaction: once the material is stored, no
+    // further read can fail the answer (a client would retry and store it twice).
+    let f = fixture(10 << 20, 100 << 20, None);
+    f.repo.fail_quota_reads();
+    let (record, quota) = f
+        .upload(upload("a.png", "image/png", png_of(3000)))
+        .await
+        .expect("the upload is stored and answered");
+    assert_eq!(record.file_size, Some(3000));
+    assert_eq!(
+        quota,
+        Quota {
+            used_bytes: 3000,
+            quota_bytes: 100 << 20
+        }
+    );
+    assert_eq!(f.repo.all().len(), 1);
+}
+
+#[tokio::test]
 async fn storage_failing_leaves_no_row_and_no_reservation() {
     let f = fixture(10 << 20, 100 << 20, None);
     f.store.set_unavailable(true);

@@ -111,7 +111,7 @@ impl MaterialRepository for FailingInserts {
     async fn release(&self, teacher: Uuid, bytes: u64) -> Result<(), StoreError> {
         self.0.release(teacher, bytes).await
     }
-    async fn insert(&self, _: &MaterialRecord, _: u64) -> Result<(), StoreError> {
+    async fn insert(&self, _: &MaterialRecord, _: u64) -> Result<Option<Quota>, StoreError> {
         Err(StoreError::new(
             "connection reset by the database (injected)",
         ))
