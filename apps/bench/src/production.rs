@@ -4,9 +4,9 @@
 //! server) holding the data set's book files where DCS keeps them,
 //! `{publisher}/books/{book}/{path}` in the `publishers` bucket. Everything is removed on drop.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use cache::testing::RedisServer;
 use dcs_mock::NewBook;
 use storage::testing::{ACCESS, S3sFs, SECRET};
 use storage::{ObjectStore, PutOptions, S3Store, bytes_body};
@@ -18,8 +18,7 @@ const CONTENT_BUCKET: &str = "publishers";
 #[derive(Debug)]
 pub struct ProductionBackends {
     s3: S3sFs,
-    redis: Child,
-    redis_port: u16,
+    redis: RedisServer,
     /// The server's URL the database was created through (and is dropped through).
     admin_url: String,
     database: String,
@@ -38,32 +37,12 @@ impl ProductionBackends {
                 &format!("CREATE DATABASE {database}"),
             ],
         )?;
-        let redis_port = crate::free_port();
-        let redis =
-            Command::new(std::env::var("REDIS_SERVER_BIN").unwrap_or("redis-server".into()))
-                .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| {
-                    format!("redis-server: {e} (scripts/lib.sh's ensure_redis installs it)")
-                })?;
-        let backends = Self {
+        Ok(Self {
             s3: S3sFs::start(),
-            redis,
-            redis_port,
+            redis: RedisServer::start().await,
             admin_url: postgres_admin_url.to_owned(),
             database,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(format!("redis-server did not listen on {redis_port}"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(backends)
+        })
     }
 
     /// The environment of an `lms-api` on these backends. Assets are proxied (`ASSET_DELIVERY=
@@ -74,10 +53,7 @@ impl ProductionBackends {
                 "DATABASE_URL",
                 database_url(&self.admin_url, &self.database),
             ),
-            (
-                "REDIS_URL",
-                format!("redis://127.0.0.1:{}", self.redis_port),
-            ),
+            ("REDIS_URL", self.redis.url()),
             ("STORAGE_BACKEND", "s3".to_owned()),
             ("MINIO_ENDPOINT", self.s3.endpoint()),
             ("MINIO_ACCESS_KEY", ACCESS.to_owned()),
@@ -116,8 +92,6 @@ impl ProductionBackends {
 
 impl Drop for ProductionBackends {
     fn drop(&mut self) {
-        let _ = self.redis.kill();
-        let _ = self.redis.wait();
         if let Err(e) = psql(
             &self.admin_url,
             &[&format!(

@@ -10,6 +10,8 @@ mod local;
 mod redis_tier;
 mod stats;
 mod store;
+#[cfg(feature = "test-server")]
+pub mod testing;
 
 pub use crate::bus::{
     BusEvent, EVENT_CHANNEL_CAPACITY, InMemoryBus, InMemoryHub, Invalidation, InvalidationBus,

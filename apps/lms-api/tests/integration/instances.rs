@@ -21,7 +21,9 @@ use domain::webhooks::SignatureVerifier;
 use lms_api::auth::Role;
 use sea_orm::ConnectionTrait;
 
-use crate::processes::{RedisProcess, free_port};
+use cache::testing::RedisServer;
+
+use crate::processes::free_port;
 use crate::support::{Engine, TEST_JWT_SECRET, TestDatabase, test_dcs_client, token};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_lms-api");
@@ -131,7 +133,7 @@ impl Drop for Instance {
 /// The environment every instance of a test shares.
 fn shared_env(
     db: &TestDatabase,
-    redis: &RedisProcess,
+    redis: &RedisServer,
     dcs: &MockDcs,
     public_url: &str,
 ) -> Vec<(&'static str, String)> {
@@ -229,7 +231,7 @@ async fn a_dcs_webhook_refreshes_every_instance_within_a_second_and_one_instance
     let Some(db) = TestDatabase::open(Engine::Postgres).await else {
         return;
     };
-    let redis = RedisProcess::start().await;
+    let redis = RedisServer::start().await;
     let dcs = MockDcs::start(MockConfig::default())
         .await
         .expect("fake DCS");
@@ -329,7 +331,7 @@ async fn a_killed_instance_loses_no_acknowledged_webhook_work() {
     let Some(db) = TestDatabase::open(Engine::Postgres).await else {
         return;
     };
-    let redis = RedisProcess::start().await;
+    let redis = RedisServer::start().await;
     let dcs = MockDcs::start(MockConfig::default())
         .await
         .expect("fake DCS");

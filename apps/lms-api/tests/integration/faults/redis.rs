@@ -11,8 +11,8 @@ use lms_api::auth::Role;
 use lms_api::{AppState, create_app};
 
 use super::{LOAD_MARGIN, assert_within, poll_until};
-use crate::processes::RedisProcess;
 use crate::support::{Engine, TEST_JWT_SECRET, TestDatabase, header, json_body, token};
+use cache::testing::RedisServer;
 
 /// `RedisConfig`'s defaults (crates/cache): 1 s to connect, 500 ms per command; after a
 /// connection-level failure Redis is skipped for 1 s. A read or an invalidation never waits
@@ -60,7 +60,7 @@ fn retitle(dcs: &MockDcs, title: &str) {
 async fn redis_killed_and_restarted_under_two_instances() {
     let db = TestDatabase::open(Engine::Sqlite).await.expect("SQLite");
     let dcs = MockDcs::start(MockConfig::default()).await.expect("DCS");
-    let mut redis = RedisProcess::start().await;
+    let mut redis = RedisServer::start().await;
     let redis_url = redis.url();
     let settings = crate::support::settings_from(&[
         ("LMS_JWT_SECRET", TEST_JWT_SECRET),
