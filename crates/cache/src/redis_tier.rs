@@ -7,8 +7,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, Msg, ProtocolVersion, PushInfo, PushKind, RedisError};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, Msg, Pipeline, ProtocolVersion, PushInfo, PushKind,
+    RedisError, RedisFuture, Value,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
@@ -55,6 +60,58 @@ fn is_connection_failure(error: &RedisError) -> bool {
         || error.is_unrecoverable_error()
 }
 
+/// A [`ConnectionManager`] that sends a command once more when the first attempt found the
+/// connection broken.
+///
+/// The manager starts reconnecting only when a command fails on a dead connection (or on the
+/// failed reconnect left from an outage), so without the second attempt the first command after
+/// Redis comes back always fails: an invalidation would be refused once more (its webhook
+/// answered 503) after Redis is already up. A timed-out attempt is not repeated, so a caller
+/// still waits for at most one connect plus one command. Every command sent through it is
+/// idempotent (`GET`/`PTTL`, `SET PX`, `UNLINK`, `SCAN`, `PING`, and `PUBLISH` of an
+/// invalidation, which receivers may apply twice), so sending one twice is harmless.
+#[derive(Clone)]
+struct Reconnecting(ConnectionManager);
+
+impl Reconnecting {
+    fn worth_a_second_attempt(error: &RedisError) -> bool {
+        (error.is_io_error() || error.is_unrecoverable_error()) && !error.is_timeout()
+    }
+}
+
+impl ConnectionLike for Reconnecting {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            match self.0.send_packed_command(cmd).await {
+                Err(error) if Self::worth_a_second_attempt(&error) => {
+                    self.0.send_packed_command(cmd).await
+                }
+                result => result,
+            }
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            match self.0.send_packed_commands(pipeline, offset, count).await {
+                Err(error) if Self::worth_a_second_attempt(&error) => {
+                    self.0.send_packed_commands(pipeline, offset, count).await
+                }
+                result => result,
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
+
 /// Skips Redis for a while after a connection-level failure, so requests do not each wait for
 /// a timeout while it is down. Uses real time: it is about the network, not about TTLs.
 #[derive(Debug)]
@@ -99,7 +156,7 @@ impl Breaker {
 ///
 /// Value layout: `V` followed by the bytes, or `N` alone for a cached "not found".
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Reconnecting,
     namespace: String,
     breaker: Breaker,
 }
@@ -126,7 +183,7 @@ impl RedisStore {
         let connection = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|error| BackendError::new(BACKEND, "connect", error.to_string()))?;
         Ok(Self {
-            connection,
+            connection: Reconnecting(connection),
             namespace: config.namespace.clone(),
             breaker: Breaker::new(config.error_cooldown),
         })
@@ -362,7 +419,7 @@ struct SubscriberSettings {
 /// started, including a resync emitted before it was called; later ones receive the events
 /// from when they subscribe.
 pub struct RedisInvalidationBus {
-    publisher: ConnectionManager,
+    publisher: Reconnecting,
     settings: SubscriberSettings,
     events: broadcast::Sender<BusEvent>,
     /// Taken by the first `subscribe`. The subscription task may come up before the cache
@@ -393,7 +450,9 @@ impl RedisInvalidationBus {
             ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(config.connect_timeout))
                 .set_response_timeout(Some(config.response_timeout))
-                .set_number_of_retries(1),
+                // One connect per reconnect, as for the store: a publish waits for at most
+                // one connect plus one command.
+                .set_number_of_retries(0),
         )
         .map_err(|error| BackendError::new(BACKEND, "connect", error.to_string()))?;
 
@@ -431,7 +490,7 @@ impl RedisInvalidationBus {
             events.clone(),
         ));
         Ok(Self {
-            publisher,
+            publisher: Reconnecting(publisher),
             settings,
             events,
             first_receiver: Mutex::new(Some(first_receiver)),

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cache::{
-    Cache, CacheConfig, CacheError, CacheLookup, CacheStore, Fetched, Freshness, RedisConfig,
-    RedisInvalidationBus, RedisStore,
+    Cache, CacheConfig, CacheError, CacheLookup, CacheStore, Fetched, Freshness, Invalidation,
+    InvalidationBus, RedisConfig, RedisInvalidationBus, RedisStore, StoredEntry,
 };
 use common::{SourceDown, eventually, redis_or_skip};
 
@@ -439,5 +439,49 @@ async fn an_outage_falls_back_to_the_source_and_recovery_drops_the_local_tier() 
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    cleanup(&redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_commands_after_redis_comes_back_succeed() {
+    let Some(redis) = redis_or_skip("back").await else {
+        return;
+    };
+    let proxy = common::OutageProxy::start(common::redis_address(&redis)).await;
+    let via_proxy = RedisConfig {
+        error_cooldown: Duration::ZERO,
+        ..common::via_address(&redis, proxy.address())
+    };
+    let store = RedisStore::new(&via_proxy).expect("store");
+    let bus = RedisInvalidationBus::start(&via_proxy).expect("bus");
+    let entry = || StoredEntry {
+        value: Fetched::Found(Bytes::from_static(b"v1")),
+        fresh_for: TTL,
+        stale_for: Duration::ZERO,
+    };
+    store
+        .put("k", entry())
+        .await
+        .expect("put while Redis is up");
+    bus.publish(&Invalidation::Key("k".into()))
+        .await
+        .expect("publish while Redis is up");
+
+    // Both connections die, and attempts while Redis is away fail (each starts a reconnect
+    // in the background, which fails too while Redis is away).
+    proxy.cut();
+    for _ in 0..3 {
+        assert!(store.remove("k").await.is_err());
+        assert!(bus.publish(&Invalidation::Key("k".into())).await.is_err());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Back: the very first command on each connection goes through. (The connection manager
+    // reconnects only when a command fails on the dead connection; that command is sent again.)
+    proxy.restore();
+    assert_eq!(store.remove("k").await, Ok(true));
+    bus.publish(&Invalidation::Key("k".into()))
+        .await
+        .expect("the first publish after Redis is back");
     cleanup(&redis).await;
 }
