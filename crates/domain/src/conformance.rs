@@ -617,6 +617,10 @@ pub async fn quota_reserve_release_and_set(store: impl MaterialRepository + 'sta
         }
     );
 
+    // A first reservation that does not fit writes nothing either.
+    assert_eq!(store.reserve(teacher, 1001, 1000).await.unwrap(), None);
+    assert_eq!(store.quota(teacher, 700).await.unwrap().quota_bytes, 700);
+
     // The first reservation creates the row with the default it was given.
     assert_eq!(
         store.reserve(teacher, 400, 1000).await.unwrap(),

@@ -459,14 +459,18 @@ impl MaterialRepository for MemoryMaterials {
         default_quota: u64,
     ) -> Result<Option<Quota>, StoreError> {
         let mut tables = lock(&self.0);
-        let quota = tables.quotas.entry(teacher).or_insert(Quota {
+        let quota = tables.quotas.get(&teacher).copied().unwrap_or(Quota {
             used_bytes: 0,
             quota_bytes: default_quota,
         });
         match quota.used_bytes.checked_add(bytes) {
             Some(used) if used <= quota.quota_bytes => {
-                quota.used_bytes = used;
-                Ok(Some(*quota))
+                let taken = Quota {
+                    used_bytes: used,
+                    ..quota
+                };
+                tables.quotas.insert(teacher, taken);
+                Ok(Some(taken))
             }
             _ => Ok(None),
         }

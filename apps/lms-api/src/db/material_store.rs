@@ -46,6 +46,30 @@ impl SqlMaterialStore {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
+
+    /// Adds `bytes` to the usage in the teacher's row if it stays within the quota; the quota
+    /// after, or `None` when it would not fit or there is no row.
+    async fn take(
+        &self,
+        teacher: Uuid,
+        bytes: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Quota>, StoreError> {
+        use teacher_storage_quota::{Column, Entity, Model};
+        // `used + n <= quota` written so that it cannot overflow (both are non-negative).
+        let take = Query::update()
+            .table(Entity)
+            .value(Column::UsedBytes, Expr::col(Column::UsedBytes).add(bytes))
+            .value(Column::UpdatedAt, now)
+            .and_where(Expr::col(Column::TeacherId).eq(teacher))
+            .and_where(Expr::col(Column::UsedBytes).lte(Expr::col(Column::QuotaBytes).sub(bytes)))
+            .returning_all()
+            .to_owned();
+        let rows = query_returning(&self.db, &take).await?;
+        returned::<Model>(rows)?
+            .map(|row| to_quota(&row))
+            .transpose()
+    }
 }
 
 /// A byte count as the database stores it.
@@ -191,11 +215,16 @@ impl MaterialRepository for SqlMaterialStore {
         bytes: u64,
         default_quota: u64,
     ) -> Result<Option<Quota>, StoreError> {
-        use teacher_storage_quota::{Column, Entity, Model};
+        use teacher_storage_quota::{Column, Entity};
         let bytes = to_i64(bytes, "reservation")?;
         let default_quota = to_i64(default_quota, "default quota")?;
         let now = now_micros(&SystemClock);
 
+        // A reservation larger than the default cannot fit a new row: the row is not created
+        // for it, so a refused reservation writes nothing.
+        if bytes > default_quota {
+            return self.take(teacher, bytes, now).await;
+        }
         // Rows are never deleted, so once this ran the row exists for the update below.
         let create = Query::insert()
             .into_table(Entity)
@@ -220,20 +249,7 @@ impl MaterialRepository for SqlMaterialStore {
             )
             .to_owned();
         self.db.execute(&create).await.map_err(store_error)?;
-
-        // `used + n <= quota` written so that it cannot overflow (both are non-negative).
-        let take = Query::update()
-            .table(Entity)
-            .value(Column::UsedBytes, Expr::col(Column::UsedBytes).add(bytes))
-            .value(Column::UpdatedAt, now)
-            .and_where(Expr::col(Column::TeacherId).eq(teacher))
-            .and_where(Expr::col(Column::UsedBytes).lte(Expr::col(Column::QuotaBytes).sub(bytes)))
-            .returning_all()
-            .to_owned();
-        let rows = query_returning(&self.db, &take).await?;
-        returned::<Model>(rows)?
-            .map(|row| to_quota(&row))
-            .transpose()
+        self.take(teacher, bytes, now).await
     }
 
     async fn release(&self, teacher: Uuid, bytes: u64) -> Result<(), StoreError> {
