@@ -4,7 +4,11 @@
 //!
 //! Writes are atomic: a temp file in the target folder, fsync, rename, fsync of the folder. A
 //! crash between the object's rename and its sidecar's leaves a sidecar whose size does not
-//! match; such sidecars are ignored and the content type falls back to the extension.
+//! match; such sidecars are ignored and the content type falls back to the extension. A get
+//! takes the size from the file it opened, so a put replacing the object meanwhile cannot make
+//! the reported length disagree with the bytes streamed. Two puts of one key at the same moment
+//! may leave one's sidecar beside the other's bytes when both have the same size; the LMS never
+//! does that (a material's key is new for every upload).
 //!
 //! "Presigned" URLs point at an lms-api files route and carry an expiry and an HMAC-SHA256
 //! signature ([`FsUrlSigner`]); the route calls [`FsUrlSigner::verify`].
@@ -134,6 +138,11 @@ impl FsStore {
             }
             Err(e) => return Err(StorageError::Io(e)),
         };
+        Ok(Self::meta_from(key, &md, meta).await)
+    }
+
+    /// The object's metadata from its data file's `md` and its sidecar at `meta`.
+    async fn meta_from(key: &str, md: &std::fs::Metadata, meta: &Path) -> ObjectMeta {
         let size = md.len();
         let modified = md.modified().ok();
         let sidecar = tokio::fs::read_to_string(meta)
@@ -154,13 +163,13 @@ impl FsStore {
                 )
             }
         };
-        Ok(ObjectMeta {
+        ObjectMeta {
             key: key.to_owned(),
             size,
             etag: Some(etag),
             last_modified: modified,
             content_type: Some(content_type),
-        })
+        }
     }
 }
 
@@ -309,7 +318,13 @@ impl ObjectStore for FsStore {
             }
             Err(e) => return Err(StorageError::Io(e)),
         };
-        let meta = self.meta_of(key, &data_path, &meta_path).await?;
+        // The size comes from the open file, not the path: a put replacing the object now
+        // cannot make the length (or a range) disagree with the bytes this file holds.
+        let md = file.metadata().await.map_err(StorageError::Io)?;
+        if !md.is_file() {
+            return Err(StorageError::not_found(key));
+        }
+        let meta = Self::meta_from(key, &md, &meta_path).await;
         let (range, start, len) = match range {
             None => (None, 0, meta.size),
             Some(spec) => {

@@ -220,3 +220,54 @@ async fn a_stale_sidecar_is_ignored() {
     assert_eq!(head.size, 10);
     assert_eq!(head.content_type.as_deref(), Some("image/png"));
 }
+
+/// A get racing with puts that replace the object: the length it reports is always the length
+/// of the bytes it streams, from one version of the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_racing_a_replacement_reports_the_length_of_what_it_streams() {
+    use futures_util::TryStreamExt;
+    let f = Arc::new(fs_store().await);
+    let versions: [Vec<u8>; 2] = [vec![b'a'; 10], vec![b'b'; 64 * 1024]];
+    f.store
+        .put(
+            "r/x.bin",
+            bytes_body(versions[0].clone()),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let writer = tokio::spawn({
+        let (f, versions) = (Arc::clone(&f), versions.clone());
+        async move {
+            for round in 0..600 {
+                f.store
+                    .put(
+                        "r/x.bin",
+                        bytes_body(versions[round % 2].clone()),
+                        PutOptions::default(),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let mut reads = 0;
+    while !writer.is_finished() {
+        let got = f.store.get("r/x.bin", None).await.unwrap();
+        let size = got.meta.size;
+        let body: Vec<u8> = got
+            .body
+            .map_ok(|chunk| chunk.to_vec())
+            .try_concat()
+            .await
+            .unwrap();
+        assert_eq!(body.len() as u64, size, "after {reads} reads");
+        assert!(
+            versions.contains(&body),
+            "after {reads} reads: a mixed body"
+        );
+        reads += 1;
+    }
+    writer.await.unwrap();
+    assert!(reads > 0);
+}
