@@ -257,6 +257,21 @@ impl MockDcs {
         Ok(book)
     }
 
+    /// Replaces (or adds) the file at `path` of a live book, as a re-upload of the book does,
+    /// and sends `book.updated`.
+    pub fn replace_book_file(
+        &self,
+        id: i64,
+        path: &str,
+        bytes: impl Into<bytes::Bytes>,
+    ) -> Result<Book, ContentError> {
+        let bytes = bytes.into();
+        let (book, _event) = self
+            .app
+            .change(|state| state.replace_book_file(id, path, bytes))?;
+        Ok(book)
+    }
+
     /// Archives a book (its files disappear from `/storage`) and sends `book.deleted`; an
     /// already archived book is returned as is, without a webhook.
     pub fn delete_book(&self, id: i64) -> Result<Book, ContentError> {

@@ -419,6 +419,37 @@ impl State {
         Ok((book, Some(event)))
     }
 
+    /// Replaces (or adds) one file of a live book, as a re-upload of the book does
+    /// (`POST /books/{id}/upload`), and bumps `updated_at`.
+    pub(crate) fn replace_book_file(
+        &mut self,
+        id: i64,
+        path: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<(Book, Option<Event>), ContentError> {
+        let book = self.book(id).ok_or(ContentError::BookNotFound)?;
+        if book.status == BookStatus::Archived {
+            return Err(ContentError::BookNotFound);
+        }
+        let relative = content::normalize_relative_path(path).map_err(ContentError::InvalidBook)?;
+        let key = format!(
+            "{}{relative}",
+            content::book_prefix(&book.publisher, &book.book_name)
+        );
+        let object = Arc::new(StoredObject::from_bytes(bytes));
+        let new_size = object.size;
+        let old_size = self.objects.insert(key, object).map_or(0, |old| old.size);
+        if let Some(stored) = self.books.get_mut(&id) {
+            let change = i64::try_from(new_size).unwrap_or(i64::MAX)
+                - i64::try_from(old_size).unwrap_or(i64::MAX);
+            stored.total_size = stored.total_size.map(|total| total.saturating_add(change));
+            stored.updated_at = json::now();
+        }
+        let book = self.resolved(&self.books[&id]);
+        let event = Event::book(crate::webhooks::EventKind::BookUpdated, &book);
+        Ok((book, Some(event)))
+    }
+
     /// Archives the book and removes its objects (DCS moves them to the trash bucket).
     /// An already archived book is returned unchanged, without an event.
     pub(crate) fn delete_book(&mut self, id: i64) -> Result<(Book, Option<Event>), ContentError> {

@@ -334,6 +334,9 @@ pub async fn open_stored(
 /// DCS answers 416 to a range that runs past the end instead of clamping it, so ranges are
 /// resolved here against the object's size from the book's file listing (cached per book,
 /// dropped with the book's other entries by webhooks), and DCS is asked for the exact bytes.
+/// When DCS shows the listing is stale (a 416, or a part of a file of another size: the book
+/// was re-uploaded and its webhook has not arrived), the listing is read again and the
+/// request served once more.
 pub struct DcsAssets {
     dcs: Arc<dyn DcsApi>,
     cache: Cache,
@@ -397,21 +400,25 @@ impl DcsAssets {
             .await
             .map_err(|e| ContentError::from_dcs(&e, "File not found"))
     }
-}
 
-#[async_trait]
-impl AssetSource for DcsAssets {
-    async fn open(
+    /// The size of the file at `path`, from the book's listing.
+    async fn size_of(&self, book: &BookRef, path: &BookAssetPath) -> Result<u64, ContentError> {
+        self.sizes(book)
+            .await?
+            .get(path.as_str())
+            .copied()
+            .ok_or(ContentError::NotFound("File not found"))
+    }
+
+    /// Serves `request` for a file of `size` bytes; `None` when DCS refused the range worked
+    /// out from that size (416) or reported another size: the listing no longer matches.
+    async fn serve(
         &self,
         book: &BookRef,
         path: &BookAssetPath,
         request: &AssetRequest<'_>,
-    ) -> Result<AssetAnswer, ContentError> {
-        let size = *self
-            .sizes(book)
-            .await?
-            .get(path.as_str())
-            .ok_or(ContentError::NotFound("File not found"))?;
+        size: u64,
+    ) -> Result<Option<AssetAnswer>, ContentError> {
         let dcs_path = DcsAssetPath::parse(path.as_str())
             .map_err(|_| ContentError::NotFound("File not found"))?;
         // Preconditions come before the range (RFC 9110 13.2.2): an unsatisfiable range only
@@ -421,7 +428,7 @@ impl AssetSource for DcsAssets {
             RangeOutcome::Unsatisfiable
                 if request.if_range.is_none() && request.if_none_match.is_none() =>
             {
-                return Ok(AssetAnswer::RangeNotSatisfiable { size });
+                return Ok(Some(AssetAnswer::RangeNotSatisfiable { size }));
             }
             RangeOutcome::Unsatisfiable => (None, true),
             RangeOutcome::Partial(r) => (Some(r), false),
@@ -433,25 +440,41 @@ impl AssetSource for DcsAssets {
         } else if let Some(tag) = request.if_none_match {
             options = options.if_none_match(tag);
         }
-        let mut answer = self.download(book, &dcs_path, &options).await?;
+        let mut answer = match self
+            .dcs
+            .download_asset(book.publisher(), book.book_name(), &dcs_path, &options)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(DcsError::RangeNotSatisfiable { .. }) if wanted.is_some() => return Ok(None),
+            Err(e) => return Err(ContentError::from_dcs(&e, "File not found")),
+        };
+        // A part of a file whose size is not the listed one: a suffix or open range was worked
+        // out from a stale size, so these may not be the bytes asked for.
+        if let (Some(_), Conditional::Modified(download)) = (wanted, &answer)
+            && download.is_partial()
+            && download.total_size().is_some_and(|total| total != size)
+        {
+            return Ok(None);
+        }
         if unsatisfiable && let Conditional::Modified(download) = &answer {
             let etag = download.etag.as_deref();
             // DCS compares `If-None-Match` as one exact string; lists and weak tags here.
             if if_none_match_hits(request.if_none_match, etag) {
-                return Ok(AssetAnswer::NotModified {
+                return Ok(Some(AssetAnswer::NotModified {
                     etag: download.etag.clone(),
-                });
+                }));
             }
             if range::if_range_allows_partial(request.if_range, etag, None) {
-                return Ok(AssetAnswer::RangeNotSatisfiable { size });
+                return Ok(Some(AssetAnswer::RangeNotSatisfiable { size }));
             }
         }
         if let (Some(_), Conditional::Modified(download)) = (wanted, &answer) {
             let etag = download.etag.as_deref();
             if if_none_match_hits(request.if_none_match, etag) {
-                return Ok(AssetAnswer::NotModified {
+                return Ok(Some(AssetAnswer::NotModified {
                     etag: download.etag.clone(),
-                });
+                }));
             }
             if !range::if_range_allows_partial(request.if_range, etag, None) {
                 let mut whole = DownloadOptions::new();
@@ -461,11 +484,11 @@ impl AssetSource for DcsAssets {
                 answer = self.download(book, &dcs_path, &whole).await?;
             }
         }
-        match answer {
-            Conditional::NotModified { etag, .. } => Ok(AssetAnswer::NotModified { etag }),
+        Ok(Some(match answer {
+            Conditional::NotModified { etag, .. } => AssetAnswer::NotModified { etag },
             Conditional::Modified(download) => {
                 let range = if download.is_partial() { wanted } else { None };
-                Ok(AssetAnswer::Body(AssetBody {
+                AssetAnswer::Body(AssetBody {
                     size: download.total_size().unwrap_or(size),
                     range,
                     content_type: content_type(download.content_type.as_deref(), path.as_str()),
@@ -476,9 +499,41 @@ impl AssetSource for DcsAssets {
                             .body
                             .map(|chunk| chunk.map_err(|e| io::Error::other(e.to_string()))),
                     ),
-                }))
+                })
             }
+        }))
+    }
+}
+
+#[async_trait]
+impl AssetSource for DcsAssets {
+    async fn open(
+        &self,
+        book: &BookRef,
+        path: &BookAssetPath,
+        request: &AssetRequest<'_>,
+    ) -> Result<AssetAnswer, ContentError> {
+        let size = self.size_of(book, path).await?;
+        if let Some(answer) = self.serve(book, path, request, size).await? {
+            return Ok(answer);
         }
+        // DCS refused a range worked out from the cached listing: the file changed since and
+        // no webhook has dropped the listing yet. Read the listing again and try once more.
+        let listing = keys::book_files(book.id());
+        if let Err(e) = self.cache.invalidate(&listing).await {
+            // The local copy is gone all the same; other instances keep theirs until the TTL.
+            tracing::warn!(key = %listing, error = %e, "could not drop a stale file listing everywhere");
+        }
+        let size = self.size_of(book, path).await?;
+        self.serve(book, path, request, size).await?.ok_or_else(|| {
+            ContentError::Upstream(UpstreamError {
+                upstream_code: "dcs_range_not_satisfiable",
+                message: format!(
+                    "DCS refused a range within the listed size of {}",
+                    path.as_str()
+                ),
+            })
+        })
     }
 }
 

@@ -397,6 +397,52 @@ async fn dcs_assets_resolve_ranges_here() {
     ));
 }
 
+/// A range worked out from a cached listing that no longer holds (the book was re-uploaded
+/// and its webhook has not arrived): DCS answers 416, or a part of a file of another size, and
+/// the listing is read again, so the answer is about the file as it is now.
+#[tokio::test]
+async fn dcs_assets_follow_a_file_that_changed_behind_the_cached_listing() {
+    let setup = setup().await;
+    let s = &setup;
+    let path = "audio/01.mp3";
+    let old_size = sample(path).len() as u64;
+    let open = |range: &'static str| {
+        let request = AssetRequest {
+            range: Some(range),
+            ..AssetRequest::default()
+        };
+        async move { s.content.open_asset(&teacher(), 1, path, &request).await }
+    };
+    // The listing is cached with the old size.
+    let (_, total, _) = read(open("bytes=0-9").await.unwrap()).await;
+    assert_eq!(total, old_size);
+
+    let shorter: Vec<u8> = (0..100u8).collect();
+    s.dcs.replace_book_file(1, path, shorter.clone()).unwrap();
+
+    // A suffix range: the last 10 bytes of the file as it is now.
+    let (range, total, bytes) = read(open("bytes=-10").await.unwrap()).await;
+    assert_eq!(range.map(|r| (r.start, r.end)), Some((90, 99)));
+    assert_eq!((total, bytes.as_slice()), (100, &shorter[90..]));
+    // Past the new end: 416 with the new size (only a fresh listing knows it), not a DCS
+    // failure.
+    s.dcs
+        .replace_book_file(1, path, shorter[..50].to_vec())
+        .unwrap();
+    let answer = open("bytes=60-69").await;
+    assert!(
+        matches!(answer, Ok(AssetAnswer::RangeNotSatisfiable { size: 50 })),
+        "{answer:?}"
+    );
+
+    // Grown behind the listing: a suffix range still means the end of the file as it is now.
+    let longer: Vec<u8> = (0..200u8).collect();
+    s.dcs.replace_book_file(1, path, longer.clone()).unwrap();
+    let (range, total, bytes) = read(open("bytes=-10").await.unwrap()).await;
+    assert_eq!(range.map(|r| (r.start, r.end)), Some((190, 199)));
+    assert_eq!((total, bytes.as_slice()), (200, &longer[190..]));
+}
+
 #[tokio::test]
 async fn store_assets_resolve_ranges_in_the_store() {
     let store = Arc::new(storage::memory::MemoryStore::new("publishers"));
