@@ -2,9 +2,11 @@
 //!
 //! A browser fetches `<img src>` and `<audio src>` without an `Authorization` header, so a
 //! proxy URL carries its own proof: `?expires=E&signature=HEX`, an HMAC-SHA256 over the part of
-//! the path after `/books/` (`{id}/assets/{encoded path}`) and the expiry. Signing that part,
-//! not the whole URL, keeps URLs valid behind a reverse proxy that mounts the API under a
-//! prefix. Expiries follow the presign window ([`storage::PresignWindow`]): the same asset
+//! the path after `/books/` (`{id}/assets/{path}`) and the expiry. Signing that part, not the
+//! whole URL, keeps URLs valid behind a reverse proxy that mounts the API under a prefix; and
+//! it is signed in one canonical spelling (decoded, then every byte but unreserved ones and `/`
+//! escaped), so a proxy that re-encodes the path (nginx's `proxy_pass` with a URI turns `%28`
+//! into `(`; others write lowercase hex) does not break it. Expiries follow the presign window ([`storage::PresignWindow`]): the same asset
 //! gets the same URL within a window, so browser caches work, and every URL handed out lives
 //! at least `PRESIGN_MIN_REMAINING` seconds.
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode};
 use sha2::Sha256;
 use storage::{Clock, PresignWindow};
 
@@ -23,6 +26,22 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Where the signed part of a path starts.
 const SIGNED_FROM: &str = "/books/";
+
+/// Bytes escaped in the canonical spelling of the signed part: all but RFC 3986's unreserved
+/// characters and `/`.
+const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// The signed part in its one canonical spelling, however the path was percent-encoded. Two
+/// spellings share it only when they decode to the same bytes, so the same asset.
+fn canonical(signed_part: &str) -> String {
+    let bytes: Vec<u8> = percent_decode_str(signed_part).collect();
+    percent_encode(&bytes, ESCAPED).to_string()
+}
 
 /// Signs and checks proxy asset URLs.
 pub struct LinkSigner {
@@ -63,7 +82,7 @@ impl LinkSigner {
 
     fn mac_over(&self, signed_part: &str, expires: u64) -> HmacSha256 {
         let mut mac = self.mac.clone();
-        mac.update(signed_part.as_bytes());
+        mac.update(canonical(signed_part).as_bytes());
         mac.update(b"\n");
         mac.update(expires.to_string().as_bytes());
         mac
@@ -73,9 +92,17 @@ impl LinkSigner {
         hex::encode(self.mac_over(signed_part, expires).finalize().into_bytes())
     }
 
+    /// The path from the `/books/` that starts `{id}/assets/` or `{id}/media/` (a proxy prefix
+    /// may hold `/books/` too).
     fn signed_part(path: &str) -> Option<&str> {
-        path.find(SIGNED_FROM)
-            .map(|at| &path[at + SIGNED_FROM.len()..])
+        path.match_indices(SIGNED_FROM)
+            .map(|(at, _)| &path[at + SIGNED_FROM.len()..])
+            .find(|rest| {
+                let (id, route) = rest.split_once('/').unwrap_or((rest, ""));
+                !id.is_empty()
+                    && id.bytes().all(|b| b.is_ascii_digit())
+                    && (route.starts_with("assets/") || route.starts_with("media/"))
+            })
     }
 
     /// `url` (an lms-api asset URL with no query) with its expiry and signature appended.
@@ -190,6 +217,36 @@ mod tests {
         );
         clock.advance(4000);
         assert_eq!(signer.verify(&path, &query), Err(LinkRejected::Expired));
+    }
+
+    #[test]
+    fn a_proxy_that_spells_the_path_another_way_does_not_break_the_signature() {
+        let signer = signer(ManualClock::new(1_800_000_000));
+        let url = signer
+            .sign_url("http://lms.test/books/api/v1/books/1/assets/M1/Track%20%281%29%20%C3%A9.png")
+            .unwrap();
+        let (path, query) = split(&url);
+        for spelling in [
+            path.clone(),
+            // nginx's proxy_pass with a URI: decoded, then only some bytes escaped again.
+            path.replace("%28", "(").replace("%29", ")"),
+            path.replace("%C3%A9", "%c3%a9"),
+            path.replace("M1", "%4D1"),
+            format!("/lms{}", &path["/books".len()..]),
+        ] {
+            assert_eq!(signer.verify(&spelling, &query), Ok(()), "{spelling}");
+        }
+        // Another spelling of another asset is still another asset.
+        for other in [
+            path.replace("%281%29", "%282%29"),
+            path.replace("%20%281", "%2F%281"),
+        ] {
+            assert_eq!(
+                signer.verify(&other, &query),
+                Err(LinkRejected::BadSignature),
+                "{other}"
+            );
+        }
     }
 
     #[test]
