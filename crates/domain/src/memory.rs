@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -409,6 +410,48 @@ struct MaterialTables {
     fail_next_insert: bool,
     /// Fail every `quota` read (tests of answers that must not need one).
     fail_quota_reads: bool,
+    /// Hold back the answers of `reserve` and `insert` (tests of cancelled requests).
+    held_answers: Option<HeldAnswers>,
+}
+
+#[derive(Debug, Clone)]
+struct HeldAnswers {
+    open: tokio::sync::watch::Receiver<bool>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl HeldAnswers {
+    async fn wait(mut self) {
+        /// Counts a waiting call until it answers or is dropped.
+        struct Waiting(Arc<AtomicUsize>);
+        impl Drop for Waiting {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(self.waiting.clone());
+        let _ = self.open.wait_for(|open| *open).await;
+    }
+}
+
+/// Opens the answers held back by [`MemoryMaterials::hold_answers`].
+#[derive(Debug)]
+pub struct AnswerGate {
+    open: tokio::sync::watch::Sender<bool>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl AnswerGate {
+    /// How many calls have made their change and wait to answer.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Lets every held call answer, and later ones answer at once.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
 }
 
 /// A [`MaterialRepository`] in memory; one lock makes every call atomic. Clones share the
@@ -431,6 +474,67 @@ impl MemoryMaterials {
     /// would.
     pub fn fail_quota_reads(&self) {
         lock(&self.0).fail_quota_reads = true;
+    }
+
+    /// From now on `reserve` and `insert` make their change and then wait to answer until the
+    /// returned gate is opened: a database whose answer is still on its way when the caller
+    /// gives up (a client that disconnects cancels its request).
+    pub fn hold_answers(&self) -> AnswerGate {
+        let (open, receiver) = tokio::sync::watch::channel(false);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        lock(&self.0).held_answers = Some(HeldAnswers {
+            open: receiver,
+            waiting: waiting.clone(),
+        });
+        AnswerGate { open, waiting }
+    }
+
+    fn held_answers(&self) -> Option<HeldAnswers> {
+        lock(&self.0).held_answers.clone()
+    }
+
+    fn reserve_now(
+        &self,
+        teacher: Uuid,
+        bytes: u64,
+        default_quota: u64,
+    ) -> Result<Option<Quota>, StoreError> {
+        let mut tables = lock(&self.0);
+        let quota = tables.quotas.get(&teacher).copied().unwrap_or(Quota {
+            used_bytes: 0,
+            quota_bytes: default_quota,
+        });
+        match quota.used_bytes.checked_add(bytes) {
+            Some(used) if used <= quota.quota_bytes => {
+                let taken = Quota {
+                    used_bytes: used,
+                    ..quota
+                };
+                tables.quotas.insert(teacher, taken);
+                Ok(Some(taken))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn insert_now(
+        &self,
+        record: &MaterialRecord,
+        unused_reservation: u64,
+    ) -> Result<Option<Quota>, StoreError> {
+        let mut tables = lock(&self.0);
+        if std::mem::take(&mut tables.fail_next_insert) {
+            return Err(StoreError::new("injected insert failure"));
+        }
+        if tables.materials.contains_key(&record.id) {
+            return Err(StoreError::new(format!("material {} exists", record.id)));
+        }
+        tables.materials.insert(record.id, record.clone());
+        let quota = tables.quotas.get_mut(&record.teacher_id).map(|quota| {
+            quota.used_bytes = quota.used_bytes.saturating_sub(unused_reservation);
+            *quota
+        });
+        Ok(quota)
     }
 
     /// Every stored record, any teacher.
@@ -458,22 +562,11 @@ impl MaterialRepository for MemoryMaterials {
         bytes: u64,
         default_quota: u64,
     ) -> Result<Option<Quota>, StoreError> {
-        let mut tables = lock(&self.0);
-        let quota = tables.quotas.get(&teacher).copied().unwrap_or(Quota {
-            used_bytes: 0,
-            quota_bytes: default_quota,
-        });
-        match quota.used_bytes.checked_add(bytes) {
-            Some(used) if used <= quota.quota_bytes => {
-                let taken = Quota {
-                    used_bytes: used,
-                    ..quota
-                };
-                tables.quotas.insert(teacher, taken);
-                Ok(Some(taken))
-            }
-            _ => Ok(None),
+        let answer = self.reserve_now(teacher, bytes, default_quota);
+        if let Some(held) = self.held_answers() {
+            held.wait().await;
         }
+        answer
     }
 
     async fn release(&self, teacher: Uuid, bytes: u64) -> Result<(), StoreError> {
@@ -488,19 +581,11 @@ impl MaterialRepository for MemoryMaterials {
         record: &MaterialRecord,
         unused_reservation: u64,
     ) -> Result<Option<Quota>, StoreError> {
-        let mut tables = lock(&self.0);
-        if std::mem::take(&mut tables.fail_next_insert) {
-            return Err(StoreError::new("injected insert failure"));
+        let answer = self.insert_now(record, unused_reservation);
+        if let Some(held) = self.held_answers() {
+            held.wait().await;
         }
-        if tables.materials.contains_key(&record.id) {
-            return Err(StoreError::new(format!("material {} exists", record.id)));
-        }
-        tables.materials.insert(record.id, record.clone());
-        let quota = tables.quotas.get_mut(&record.teacher_id).map(|quota| {
-            quota.used_bytes = quota.used_bytes.saturating_sub(unused_reservation);
-            *quota
-        });
-        Ok(quota)
+        answer
     }
 
     async fn get(&self, teacher: Uuid, id: Uuid) -> Result<Option<MaterialRecord>, StoreError> {

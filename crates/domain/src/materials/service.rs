@@ -282,16 +282,29 @@ impl MaterialService {
         staged.record.name = name;
         let size = staged.record.file_size.unwrap_or(0);
         let unused = staged.reservation.reserved().saturating_sub(size);
-        let quota = match self.repo.insert(&staged.record, unused).await {
-            Ok(quota) => quota,
-            Err(error) => {
-                object.delete_now().await;
-                staged.reservation.release_now().await;
-                return Err(error.into());
+        // The insert and what follows from its answer run as one task that owns the guards: a
+        // cancelled request can neither delete the file of a material whose row is written nor
+        // leave one whose row is not.
+        let (repo, record, reservation) = (
+            self.repo.clone(),
+            staged.record.clone(),
+            staged.reservation.clone(),
+        );
+        let quota = run_to_completion(async move {
+            match repo.insert(&record, unused).await {
+                Ok(quota) => {
+                    reservation.disarm();
+                    object.disarm();
+                    Ok(quota)
+                }
+                Err(error) => {
+                    object.delete_now().await;
+                    reservation.release_now().await;
+                    Err(error)
+                }
             }
-        };
-        staged.reservation.disarm();
-        object.disarm();
+        })
+        .await?;
         // The reservation created the quota row, so the insert returns it; reading it again
         // is only a fallback.
         let quota = match quota {
@@ -523,7 +536,7 @@ impl Reservation {
 
     /// Makes sure `received` bytes are reserved: a step ahead when it fits (fewer round trips
     /// to the database), else exactly what arrived.
-    async fn cover(&self, received: u64, limit: u64) -> Result<(), MaterialError> {
+    async fn cover(self: &Arc<Self>, received: u64, limit: u64) -> Result<(), MaterialError> {
         let reserved = self.reserved();
         if received <= reserved {
             return Ok(());
@@ -537,33 +550,46 @@ impl Reservation {
         Err(MaterialError::QuotaExceeded { quota })
     }
 
-    async fn try_reserve(&self, bytes: u64) -> Result<bool, MaterialError> {
-        let reserved = self
-            .repo
-            .reserve(self.teacher, bytes, self.default_quota)
-            .await?
-            .is_some();
-        if reserved {
-            self.reserved.fetch_add(bytes, Ordering::SeqCst);
-        }
-        Ok(reserved)
+    /// Runs to the end even if the upload is cancelled meanwhile: a reservation the database
+    /// made is always counted here, so it is given back (the task holds the reservation, whose
+    /// drop gives back what it counts).
+    async fn try_reserve(self: &Arc<Self>, bytes: u64) -> Result<bool, MaterialError> {
+        let this = Arc::clone(self);
+        run_to_completion(async move {
+            let reserved = this
+                .repo
+                .reserve(this.teacher, bytes, this.default_quota)
+                .await?
+                .is_some();
+            if reserved {
+                this.reserved.fetch_add(bytes, Ordering::SeqCst);
+            }
+            Ok(reserved)
+        })
+        .await
     }
 
     fn disarm(&self) {
         self.armed.store(false, Ordering::SeqCst);
     }
 
-    /// Gives everything back now (and disarms the drop guard).
+    /// Gives everything back now (and disarms the drop guard), to the end even if the caller
+    /// is cancelled meanwhile.
     async fn release_now(&self) {
         if !self.armed.swap(false, Ordering::SeqCst) {
             return;
         }
         let bytes = self.reserved.swap(0, Ordering::SeqCst);
-        if bytes > 0
-            && let Err(error) = self.repo.release(self.teacher, bytes).await
-        {
-            tracing::error!(teacher = %self.teacher, bytes, %error, "quota reservation not released");
+        if bytes == 0 {
+            return;
         }
+        let (repo, teacher) = (self.repo.clone(), self.teacher);
+        run_to_completion(async move {
+            if let Err(error) = repo.release(teacher, bytes).await {
+                tracing::error!(%teacher, bytes, %error, "quota reservation not released");
+            }
+        })
+        .await;
     }
 }
 
@@ -600,9 +626,10 @@ impl ObjectGuard {
         self.0 = None;
     }
 
+    /// Deletes the object now, to the end even if the caller is cancelled meanwhile.
     async fn delete_now(mut self) {
         if let Some((store, key)) = self.0.take() {
-            delete_object(store, key).await;
+            run_to_completion(delete_object(store, key)).await;
         }
     }
 }
@@ -619,6 +646,21 @@ async fn delete_object(store: Arc<dyn ObjectStore>, key: String) {
     match store.delete(&key).await {
         Ok(()) | Err(StorageError::NotFound { .. }) => {}
         Err(error) => tracing::error!(%key, %error, "object of a failed upload not deleted"),
+    }
+}
+
+/// Runs `task` to its end even if the caller is dropped meanwhile. actix drops a request's
+/// future when its client disconnects; a database or storage change already on its way must
+/// then still be recorded (or undone), or quotas drift and objects are orphaned.
+async fn run_to_completion<T: Send + 'static>(task: impl Future<Output = T> + Send + 'static) -> T {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return task.await;
+    };
+    match runtime.spawn(task).await {
+        Ok(value) => value,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Only a runtime shutting down cancels the task; the caller goes with it.
+        Err(error) => panic!("upload step cancelled by the runtime: {error}"),
     }
 }
 

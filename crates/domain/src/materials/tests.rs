@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::book_content::{AssetAnswer, AssetRequest};
-use crate::memory::{MemoryMaterials, PatternScanner};
+use crate::memory::{AnswerGate, MemoryMaterials, PatternScanner};
 use crate::ports::{SystemClock, VirusScanner};
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0";
@@ -359,6 +359,59 @@ async fn an_upload_dropped_half_way_gives_everything_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     f.assert_nothing_left().await;
+}
+
+/// Polls `task` until `gate` holds a call back (the database made its change and its answer is
+/// on its way), then drops it: a client that disconnects at that moment.
+async fn cancel_while_an_answer_is_held<T>(task: impl Future<Output = T>, gate: &AnswerGate) {
+    let mut task = std::pin::pin!(task);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while gate.waiting() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no call was held");
+        tokio::select! {
+            _ = &mut task => panic!("finished although its database answer was held"),
+            () = tokio::time::sleep(Duration::from_millis(2)) => {}
+        }
+    }
+}
+
+/// Waits (up to 5 s) until `check` holds.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_upload_cancelled_while_the_database_answers_a_reservation_gives_it_back() {
+    let f = fixture(10 << 20, 100 << 20, None);
+    let gate = f.repo.hold_answers();
+    cancel_while_an_answer_is_held(f.service.store_file(f.teacher, upload_png(100)), &gate).await;
+    assert!(f.used().await > 0, "the database made the reservation");
+    gate.open();
+    eventually("the reservation given back", async || f.used().await == 0).await;
+    f.assert_nothing_left().await;
+}
+
+#[tokio::test]
+async fn a_commit_cancelled_while_the_database_answers_keeps_the_material_whole() {
+    let f = fixture(10 << 20, 100 << 20, None);
+    let staged = f
+        .service
+        .store_file(f.teacher, upload_png(100))
+        .await
+        .unwrap();
+    let gate = f.repo.hold_answers();
+    cancel_while_an_answer_is_held(f.service.commit(staged, None), &gate).await;
+    gate.open();
+    eventually("the insert answered", async || gate.waiting() == 0).await;
+    // Any clean-up the cancellation wrongly started would have run by now.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(f.repo.all().len(), 1, "the material row");
+    assert_eq!(f.store.len(), 1, "its file");
+    assert_eq!(f.used().await, 100, "its size, and nothing more, counted");
 }
 
 fn upload_png(len: usize) -> FileUpload {
