@@ -35,6 +35,9 @@ use crate::state::AppState;
 const MULTIPART_ALLOWANCE: u64 = 64 * 1024;
 /// Largest non-file form field (`name`).
 const MAX_FIELD_BYTES: usize = 4 * 1024;
+/// Most parts besides the file: with [`MAX_FIELD_BYTES`] each they stay within
+/// [`MULTIPART_ALLOWANCE`], also in a chunked body that has no `Content-Length` to check.
+const MAX_OTHER_FIELDS: usize = 16;
 /// Chunks buffered between the request body and the store (backpressure beyond that).
 const UPLOAD_CHANNEL_CHUNKS: usize = 4;
 
@@ -421,7 +424,7 @@ async fn store_file_part(
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 201, body = MaterialWithQuota),
-        (status = 400, description = "`invalid_upload` (no `file` part, two of them, a cut-off or malformed body), `empty_file`", body = ErrorBody),
+        (status = 400, description = "`invalid_upload` (no `file` part, two of them, more than 16 other fields, a cut-off or malformed body), `empty_file`", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 408, description = "The body stopped arriving (`request_timeout`)", body = ErrorBody),
@@ -447,7 +450,16 @@ pub async fn upload_material(
     let mut form = Multipart::new(req.headers(), payload);
     let mut name: Option<String> = None;
     let mut staged: Option<StagedFile> = None;
+    let mut other_fields = 0;
     while let Some(field) = next_field(&mut form, &state).await? {
+        if field.name() != Some("file") {
+            other_fields += 1;
+            if other_fields > MAX_OTHER_FIELDS {
+                return Err(invalid_upload(
+                    "The form has more than 16 fields besides 'file'.",
+                ));
+            }
+        }
         match field.name() {
             Some("file") => {
                 if staged.is_some() {

@@ -29,7 +29,21 @@ async fn refused_forms(database: TestDatabase, backend: Backend) {
     let long_name = "n".repeat(300);
     let elf = [b"\x7fELF\x02\x01\x01\0".as_slice(), &[0u8; 120]].concat();
 
+    // The file, then more small fields than a form needs (a chunked body has no
+    // Content-Length to refuse it by).
+    let mut many_fields = vec![file("a.png", "image/png", &png)];
+    many_fields.extend((0..17).map(|_| Part::Text {
+        field: "extra",
+        value: "",
+    }));
+
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "seventeen fields besides the file",
+            form(&many_fields),
+            400,
+            "invalid_upload",
+        ),
         (
             "no file part",
             form(&[Part::Text {
