@@ -622,13 +622,9 @@ impl Catalog {
         if let Err(e) = self.invalidate(&plan).await {
             tracing::warn!(error = %e, "publisher re-sync: invalidation incomplete");
         }
-        self.cache
-            .insert(
-                &keys::publisher_list(),
-                Fetched::Found(render_publishers(&list, self.links.as_ref())),
-                self.ttl.publishers,
-            )
-            .await;
+        // The list read here is not stored: a webhook's invalidation may have run since it was
+        // read, and storing it now would bring back what that invalidation removed. The next
+        // reader fetches it (one DCS call per re-sync).
         Ok(report)
     }
 
