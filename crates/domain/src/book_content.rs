@@ -10,6 +10,7 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -704,33 +705,47 @@ impl BookContent {
         })
     }
 
-    /// The book's activities in order. A book never imported is imported now (its config is
-    /// usually cached already by then).
+    /// The book's activities in order, imported first when they may be out of date (see
+    /// [`Self::keep_activities_current`]).
     pub async fn activities(
         &self,
         viewer: &Viewer,
         id: i64,
     ) -> Result<Vec<StoredActivity>, ContentError> {
         let book = self.readable_book(viewer, id).await?.book;
-        let stored = self.activities.list_for_book(id).await?;
-        if !stored.is_empty() {
-            return Ok(stored);
-        }
-        // A book with no activities would otherwise be re-imported on every listing: a marker
-        // in the cache (single-flight, dropped with the book's entries by webhooks, expiring
-        // with the config) says it was imported.
-        self.catalog
+        self.keep_activities_current(&book).await?;
+        Ok(self.activities.list_for_book(id).await?)
+    }
+
+    /// Imports the book's activities from its config unless a marker in the cache says they
+    /// were (single-flight). The marker goes with the book's other entries when a webhook
+    /// invalidates them, and expires with the config, so the activities follow DCS within the
+    /// config TTL even when every attempt of a webhook's own re-import failed (DCS gives up
+    /// after three). When the import cannot run now, activities imported before are kept and
+    /// served; only a book with none fails. Whether it imported now.
+    async fn keep_activities_current(&self, book: &BookRef) -> Result<bool, ContentError> {
+        let imported_now = AtomicBool::new(false);
+        let marker = self
+            .catalog
             .cache()
             .get_or_fetch(
-                &keys::book_activities_imported(id),
+                &keys::book_activities_imported(book.id()),
                 self.catalog.ttls().config,
                 || async {
-                    self.import(&book).await?;
+                    self.import(book).await?;
+                    imported_now.store(true, Ordering::Relaxed);
                     Ok::<_, ContentError>(Fetched::Found(Bytes::from_static(b"imported")))
                 },
             )
-            .await?;
-        Ok(self.activities.list_for_book(id).await?)
+            .await;
+        match marker {
+            Ok(_) => Ok(imported_now.load(Ordering::Relaxed)),
+            Err(error) if !self.activities.list_for_book(book.id()).await?.is_empty() => {
+                tracing::warn!(book_id = book.id(), %error, "activities not re-imported; serving those stored");
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// One activity with its transformed config.
@@ -739,19 +754,28 @@ impl BookContent {
         viewer: &Viewer,
         id: i64,
     ) -> Result<StartedActivity, ContentError> {
-        let activity = self
+        let not_found = || ContentError::NotFound("Activity not found");
+        let mut activity = self
             .activities
             .get(ActivityId(id))
             .await?
-            .ok_or(ContentError::NotFound("Activity not found"))?;
+            .ok_or_else(not_found)?;
         let book = self
             .readable_book(viewer, activity.activity.key.book_id)
             .await
             .map_err(|e| match e {
-                ContentError::NotFound(_) => ContentError::NotFound("Activity not found"),
+                ContentError::NotFound(_) => not_found(),
                 other => other,
             })?
             .book;
+        if self.keep_activities_current(&book).await? {
+            // Imported again just now: the activity may have changed or gone.
+            activity = self
+                .activities
+                .get(ActivityId(id))
+                .await?
+                .ok_or_else(not_found)?;
+        }
         let config = self
             .transformer
             .transform_activity(&book, activity.activity.config.clone())
@@ -837,7 +861,8 @@ impl BookContent {
 
 /// Webhooks keep the activities table in step with DCS: a created or updated book is
 /// re-imported (ids of unchanged activities stay), a deleted one forgotten. When DCS or the
-/// database cannot be reached the delivery is retried by DCS; a book without a usable config
+/// database cannot be reached the delivery is retried by DCS (and should every attempt fail,
+/// the next read imports, the webhook having dropped the book's entries); a book without a usable config
 /// keeps its activities, with a warning (an admin can re-import once it is fixed).
 #[async_trait]
 impl EventFollower for BookContent {

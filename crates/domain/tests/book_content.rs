@@ -32,6 +32,7 @@ impl CatalogLinks for ApiLinks {
 
 struct Setup {
     dcs: MockDcs,
+    cache: Cache,
     content: BookContent,
     linker: Arc<MemoryLinker>,
     activities: Arc<MemoryActivityRepository>,
@@ -68,6 +69,7 @@ async fn setup_with(assets: impl FnOnce(&Arc<DcsClient>, &Cache) -> Arc<dyn Asse
     let content = BookContent::new(catalog, client, linker.clone(), activities.clone(), assets);
     Setup {
         dcs,
+        cache,
         content,
         linker,
         activities,
@@ -203,6 +205,61 @@ async fn activities_import_on_first_use_and_start_with_urls() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Removes the first `"activity"` found in a config (depth first); whether it found one.
+fn drop_first_activity(value: &mut serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("activity").is_some() || map.values_mut().any(drop_first_activity)
+        }
+        serde_json::Value::Array(items) => items.iter_mut().any(drop_first_activity),
+        _ => false,
+    }
+}
+
+/// DCS gives up on a delivery after three attempts. When a book's webhook was processed up to
+/// its invalidation but every re-import failed, the next read imports the activities again
+/// instead of serving the old ones until an admin steps in; while that import cannot run, the
+/// activities imported before are served.
+#[tokio::test]
+async fn activities_catch_up_with_dcs_after_a_lost_re_import() {
+    let s = setup().await;
+    let before = s.content.activities(&teacher(), 1).await.unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&sample("config.json")).unwrap();
+    assert!(drop_first_activity(&mut config));
+    s.dcs
+        .replace_book_file(1, "config.json", serde_json::to_vec(&config).unwrap())
+        .unwrap();
+    // The webhook's invalidation dropped the book's entries; its re-import failed.
+    s.cache
+        .invalidate_prefix(&domain::keys::book(1))
+        .await
+        .unwrap();
+
+    // The config cannot be read yet: the stored activities are served.
+    s.dcs.inject("GET /storage/", Fault::Status(503), None);
+    let served = s.content.activities(&teacher(), 1).await.unwrap();
+    assert_eq!(served.len(), before.len());
+    s.content
+        .start_activity(&teacher(), served[0].id.0)
+        .await
+        .expect("starts from the store");
+
+    // Once it can: imported again.
+    s.dcs.clear_faults();
+    let after = s.content.activities(&teacher(), 1).await.unwrap();
+    assert_eq!(after.len(), before.len() - 1);
+    let gone = before
+        .iter()
+        .find(|old| !after.iter().any(|new| new.id == old.id))
+        .expect("one activity went");
+    let err = s
+        .content
+        .start_activity(&teacher(), gone.id.0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ContentError::NotFound("Activity not found")));
 }
 
 #[tokio::test]

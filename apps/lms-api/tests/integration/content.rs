@@ -1428,10 +1428,16 @@ async fn webhooks_reimport_and_forget_activities(db: TestDatabase) {
         "follow-up while DCS fails",
     );
     assert!(refused.header("retry-after").is_some(), "{refused:?}");
-    dcs.clear_faults();
+    // While the config cannot be read, reads serve the activities stored before.
     assert_eq!(activity_rows(&client, 1, &teacher).await, before);
+    dcs.clear_faults();
+    // The failed delivery still dropped the book's cached entries, so the next read imports
+    // the new activities itself (DCS gives up after three attempts; a read must not depend
+    // on one of them succeeding).
+    let read_after_failure = activity_rows(&client, 1, &teacher).await;
+    assert_eq!(read_after_failure.len(), 3, "{read_after_failure:?}");
 
-    // DCS's retry of the same delivery goes through.
+    // DCS's retry of the same delivery goes through and keeps the ids.
     let delivered = client.send(signed_request(&body)).await;
     assert_eq!(delivered.status, StatusCode::OK, "{delivered:?}");
     assert_eq!(delivered.json()["status"], "received");
@@ -1462,6 +1468,13 @@ async fn webhooks_reimport_and_forget_activities(db: TestDatabase) {
         (before[0].0, "dragdroppicture")
     );
     assert_eq!((summary[2].0, summary[2].1), (before[1].0, "matchTheWords"));
+    assert_eq!(
+        summary.iter().map(|s| s.0).collect::<Vec<_>>(),
+        read_after_failure
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>()
+    );
     assert_eq!(items[2]["header_text"], "Read and match the animals.");
     // The cached config was dropped too.
     let config = client.get_json("/api/v1/books/1/config", &teacher).await;
