@@ -741,7 +741,11 @@ impl BookContent {
         match marker {
             Ok(_) => Ok(imported_now.load(Ordering::Relaxed)),
             Err(error) if !self.activities.list_for_book(book.id()).await?.is_empty() => {
-                tracing::warn!(book_id = book.id(), %error, "activities not re-imported; serving those stored");
+                tracing::warn!(
+                    book_id = book.id(),
+                    %error,
+                    "activities not re-imported; serving those stored"
+                );
                 Ok(false)
             }
             Err(error) => Err(error),
@@ -862,8 +866,8 @@ impl BookContent {
 /// Webhooks keep the activities table in step with DCS: a created or updated book is
 /// re-imported (ids of unchanged activities stay), a deleted one forgotten. When DCS or the
 /// database cannot be reached the delivery is retried by DCS (and should every attempt fail,
-/// the next read imports, the webhook having dropped the book's entries); a book without a usable config
-/// keeps its activities, with a warning (an admin can re-import once it is fixed).
+/// the next read imports, the webhook having dropped the book's entries); a book without a
+/// usable config keeps its activities, with a warning (an admin can re-import once it is fixed).
 #[async_trait]
 impl EventFollower for BookContent {
     async fn follow(&self, event: &WebhookEvent) -> Result<(), FollowUpError> {

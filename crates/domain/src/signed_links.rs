@@ -6,9 +6,9 @@
 //! whole URL, keeps URLs valid behind a reverse proxy that mounts the API under a prefix; and
 //! it is signed in one canonical spelling (decoded, then every byte but unreserved ones and `/`
 //! escaped), so a proxy that re-encodes the path (nginx's `proxy_pass` with a URI turns `%28`
-//! into `(`; others write lowercase hex) does not break it. Expiries follow the presign window ([`storage::PresignWindow`]): the same asset
-//! gets the same URL within a window, so browser caches work, and every URL handed out lives
-//! at least `PRESIGN_MIN_REMAINING` seconds.
+//! into `(`; others write lowercase hex) does not break it. Expiries follow the presign window
+//! ([`storage::PresignWindow`]): the same asset gets the same URL within a window, so browser
+//! caches work, and every URL handed out lives at least `PRESIGN_MIN_REMAINING` seconds.
 
 use std::fmt;
 use std::sync::Arc;
