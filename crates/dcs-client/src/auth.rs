@@ -99,6 +99,12 @@ impl Token {
         }
     }
 
+    /// Not expired at `now` (DCS still accepts it), though perhaps due for a refresh. A token
+    /// whose expiry could not be read counts as valid: a 401 replaces it.
+    pub(crate) fn is_valid(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+
     /// Usable without a proactive refresh at `now`.
     pub(crate) fn is_fresh(&self, now: DateTime<Utc>) -> bool {
         match self.refresh_at {
@@ -120,7 +126,14 @@ pub(crate) struct TokenCache {
     /// failed. Callers that queued behind a failed login take this error instead of logging
     /// in again one after another.
     last_failure: Mutex<Option<(u64, DcsError)>>,
+    /// When the latest login failed, if it did: an early refresh is not tried again for
+    /// [`REFRESH_RETRY_PAUSE`] while the current token is still valid.
+    failed_at: Mutex<Option<DateTime<Utc>>>,
 }
+
+/// After an early refresh failed, how long the current (still valid) token is used before the
+/// next refresh is tried, so that requests do not each wait for a login that keeps failing.
+pub(crate) const REFRESH_RETRY_PAUSE: Duration = Duration::from_secs(10);
 
 impl TokenCache {
     pub(crate) fn current(&self) -> Option<Arc<Token>> {
@@ -144,8 +157,27 @@ impl TokenCache {
         let token = Arc::new(Token::new(value, now, margin, generation));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
         *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.logins_finished.fetch_add(1, Ordering::SeqCst);
         token
+    }
+
+    /// The current token if it is still valid at `now`: what a caller uses when an early
+    /// refresh failed.
+    pub(crate) fn still_valid(&self, now: DateTime<Utc>) -> Option<Arc<Token>> {
+        self.current().filter(|t| t.is_valid(now))
+    }
+
+    /// The current token if it is still valid and a login failed less than
+    /// [`REFRESH_RETRY_PAUSE`] ago: no refresh is tried yet.
+    pub(crate) fn pausing_refresh(&self, now: DateTime<Utc>) -> Option<Arc<Token>> {
+        let failed_at = (*self.failed_at.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let pause = chrono::Duration::from_std(REFRESH_RETRY_PAUSE).unwrap_or_default();
+        if now < failed_at + pause {
+            self.still_valid(now)
+        } else {
+            None
+        }
     }
 
     /// How many login attempts have finished. Read it before waiting for the refresh lock,
@@ -154,11 +186,12 @@ impl TokenCache {
         self.logins_finished.load(Ordering::SeqCst)
     }
 
-    /// Records a failed login.
-    pub(crate) fn record_failure(&self, error: &DcsError) {
+    /// Records a failed login at `now`.
+    pub(crate) fn record_failure(&self, error: &DcsError, now: DateTime<Utc>) {
         let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
         let number = self.logins_finished.fetch_add(1, Ordering::SeqCst) + 1;
         *last = Some((number, error.clone()));
+        *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
     }
 
     /// The error of a login that failed after `seen` logins had finished (one this caller

@@ -159,20 +159,41 @@ impl DcsClient {
 
     /// A fresh JWT: the cached one, or one login shared by all concurrent callers (its token,
     /// or its error: callers that waited for a failed login do not try again one by one).
+    /// When an early refresh fails, the current token is used for as long as it is valid (a
+    /// flaky login must not fail calls DCS would accept), and the refresh is tried again after
+    /// [`REFRESH_RETRY_PAUSE`](crate::auth::REFRESH_RETRY_PAUSE).
     async fn jwt(&self) -> Result<Arc<Token>, DcsError> {
-        if let Some(t) = self.inner.tokens.fresh(self.now()) {
+        let tokens = &self.inner.tokens;
+        if let Some(t) = tokens.fresh(self.now()) {
             return Ok(t);
         }
-        let seen = self.inner.tokens.logins_finished();
-        let _guard = self.inner.tokens.refresh_lock.lock().await;
-        if let Some(t) = self.inner.tokens.fresh(self.now()) {
+        if let Some(t) = tokens.pausing_refresh(self.now()) {
             return Ok(t);
         }
-        if let Some(err) = self.inner.tokens.failure_since(seen) {
-            return Err(err);
+        let seen = tokens.logins_finished();
+        let _guard = tokens.refresh_lock.lock().await;
+        if let Some(t) = tokens.fresh(self.now()) {
+            return Ok(t);
         }
-        let refreshing = self.inner.tokens.current().is_some();
-        let token = self.do_login().await?;
+        if let Some(err) = tokens.failure_since(seen) {
+            return tokens.still_valid(self.now()).ok_or(err);
+        }
+        let refreshing = tokens.current().is_some();
+        let token = match self.do_login().await {
+            Ok(token) => token,
+            Err(err) => {
+                let Some(current) = tokens.still_valid(self.now()) else {
+                    return Err(err);
+                };
+                tracing::warn!(
+                    target: "dcs_client::auth",
+                    code = err.code(),
+                    expires_at = ?current.expires_at,
+                    "DCS token refresh failed; the current token is used until it expires"
+                );
+                return Ok(current);
+            }
+        };
         if refreshing {
             tracing::info!(
                 target: "dcs_client::auth",
@@ -223,7 +244,7 @@ impl DcsClient {
         let login = match result {
             Ok(login) => login,
             Err(err) => {
-                self.inner.tokens.record_failure(&err);
+                self.inner.tokens.record_failure(&err, self.now());
                 tracing::warn!(
                     target: "dcs_client::auth",
                     code = err.code(),
@@ -537,7 +558,8 @@ pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Durat
         && secs.is_finite()
         && secs >= 0.0
     {
-        return Some(Duration::from_secs_f64(secs));
+        // Too large for a Duration (`1e20`, thirty digits): the longest wait, not a panic.
+        return Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     let when: DateTime<Utc> = when.into();

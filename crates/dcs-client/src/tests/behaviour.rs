@@ -134,6 +134,65 @@ async fn proactive_refresh_before_expiry() {
 }
 
 #[tokio::test]
+async fn a_failed_early_refresh_keeps_using_the_token_that_still_works() {
+    let mut server = mockito::Server::new_async().await;
+    let clock = ManualClock::starting_at(t0());
+    let a = jwt(t0() + chrono::Duration::minutes(30), "A");
+    let b = jwt(t0() + chrono::Duration::minutes(60), "B");
+    let (first_login, count) = login_sequence(&mut server, vec![a.clone()]).await;
+    let with_a = server
+        .mock("GET", "/books/1")
+        .match_header("authorization", bearer(&a).as_str())
+        .with_body(book_json(1, "published").to_string())
+        .expect(6)
+        .create_async()
+        .await;
+    let c = client(test_config(&server.url(), password_creds()), &clock);
+    c.get_book(1).await.unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+
+    // Within the refresh margin, the login fails (DCS's login is slow or down).
+    first_login.remove_async().await;
+    let failing_login = server
+        .mock("POST", "/auth/login")
+        .with_status(503)
+        .with_body(r#"{"detail":"down"}"#)
+        .expect(2)
+        .create_async()
+        .await;
+    clock.advance(secs(26 * 60));
+    let (one, two, three) = tokio::join!(c.get_book(1), c.get_book(1), c.get_book(1));
+    for result in [one, two, three] {
+        result.expect("served with the token that still works");
+    }
+    // The next refresh waits a little; meanwhile calls go out at once with the same token.
+    c.get_book(1).await.unwrap();
+    clock.advance(secs(11));
+    c.get_book(1).await.unwrap();
+    failing_login.assert_async().await;
+    with_a.assert_async().await;
+
+    // Once the token has expired, the login's failure is the call's.
+    clock.advance(secs(4 * 60));
+    let err = c.get_book(1).await.unwrap_err();
+    assert_code(&err, "dcs_server_error");
+
+    // And once the login works again, the new token is used.
+    failing_login.remove_async().await;
+    let (_login, _) = login_sequence(&mut server, vec![b.clone()]).await;
+    let with_b = server
+        .mock("GET", "/books/1")
+        .match_header("authorization", bearer(&b).as_str())
+        .with_body(book_json(1, "published").to_string())
+        .expect(1)
+        .create_async()
+        .await;
+    clock.advance(secs(11));
+    c.get_book(1).await.unwrap();
+    with_b.assert_async().await;
+}
+
+#[tokio::test]
 async fn refresh_margin_is_configurable() {
     let mut server = mockito::Server::new_async().await;
     let clock = ManualClock::starting_at(t0());
@@ -920,6 +979,17 @@ async fn parse_retry_after_forms() {
         Some(secs(0))
     );
     assert_eq!(parse_retry_after("soon", now), None);
+    // Fractions, and values too large for a Duration (a proxy's, not DCS's): the longest wait,
+    // which the retry policy then refuses, never a panic.
+    assert_eq!(
+        parse_retry_after("1.5", now),
+        Some(Duration::from_millis(1500))
+    );
+    assert_eq!(parse_retry_after("1e20", now), Some(Duration::MAX));
+    assert_eq!(
+        parse_retry_after("123456789012345678901234567890", now),
+        Some(Duration::MAX)
+    );
 }
 
 // ----- circuit breaker ----------------------------------------------------------------------
