@@ -10,7 +10,6 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -706,25 +705,39 @@ impl BookContent {
     }
 
     /// The book's activities in order, imported first when they may be out of date (see
-    /// [`Self::keep_activities_current`]).
+    /// [`Self::import_unless_current`]); while an import cannot run, those stored are served
+    /// (only a book with none fails).
     pub async fn activities(
         &self,
         viewer: &Viewer,
         id: i64,
     ) -> Result<Vec<StoredActivity>, ContentError> {
         let book = self.readable_book(viewer, id).await?.book;
-        self.keep_activities_current(&book).await?;
-        Ok(self.activities.list_for_book(id).await?)
+        // Read first: with the database down this fails as fast as any other database call,
+        // and the import below needs no second attempt at it.
+        let stored = self.activities.list_for_book(id).await?;
+        match self.import_unless_current(&book).await {
+            Ok(false) => Ok(stored),
+            Ok(true) => Ok(self.activities.list_for_book(id).await?),
+            Err(error) if !stored.is_empty() => {
+                tracing::warn!(
+                    book_id = id,
+                    %error,
+                    "activities not re-imported; serving those stored"
+                );
+                Ok(stored)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Imports the book's activities from its config unless a marker in the cache says they
-    /// were (single-flight). The marker goes with the book's other entries when a webhook
-    /// invalidates them, and expires with the config, so the activities follow DCS within the
-    /// config TTL even when every attempt of a webhook's own re-import failed (DCS gives up
-    /// after three). When the import cannot run now, activities imported before are kept and
-    /// served; only a book with none fails. Whether it imported now.
-    async fn keep_activities_current(&self, book: &BookRef) -> Result<bool, ContentError> {
-        let imported_now = AtomicBool::new(false);
+    /// were (single-flight); whether the stored activities may have changed during the call
+    /// (an import ran, this caller's or one it waited for). The marker goes with the book's
+    /// other entries when a webhook invalidates them, and expires with the config, so
+    /// activities follow DCS within the config TTL even when every attempt of a webhook's own
+    /// re-import failed (DCS gives up after three).
+    async fn import_unless_current(&self, book: &BookRef) -> Result<bool, ContentError> {
         let marker = self
             .catalog
             .cache()
@@ -733,23 +746,11 @@ impl BookContent {
                 self.catalog.ttls().config,
                 || async {
                     self.import(book).await?;
-                    imported_now.store(true, Ordering::Relaxed);
                     Ok::<_, ContentError>(Fetched::Found(Bytes::from_static(b"imported")))
                 },
             )
-            .await;
-        match marker {
-            Ok(_) => Ok(imported_now.load(Ordering::Relaxed)),
-            Err(error) if !self.activities.list_for_book(book.id()).await?.is_empty() => {
-                tracing::warn!(
-                    book_id = book.id(),
-                    %error,
-                    "activities not re-imported; serving those stored"
-                );
-                Ok(false)
-            }
-            Err(error) => Err(error),
-        }
+            .await?;
+        Ok(marker.freshness != cache::Freshness::Fresh)
     }
 
     /// One activity with its transformed config.
@@ -772,13 +773,23 @@ impl BookContent {
                 other => other,
             })?
             .book;
-        if self.keep_activities_current(&book).await? {
+        match self.import_unless_current(&book).await {
+            Ok(false) => {}
             // Imported again just now: the activity may have changed or gone.
-            activity = self
-                .activities
-                .get(ActivityId(id))
-                .await?
-                .ok_or_else(not_found)?;
+            Ok(true) => {
+                activity = self
+                    .activities
+                    .get(ActivityId(id))
+                    .await?
+                    .ok_or_else(not_found)?;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    activity_id = id,
+                    %error,
+                    "activities not re-imported; starting the one stored"
+                );
+            }
         }
         let config = self
             .transformer
