@@ -26,6 +26,10 @@ bench:
 profile-hot-path:
     scripts/profile-hot-path.sh
 
+# A quick wall-clock look at the same ratio: alternating wrk rounds (docs/benchmarks.md).
+hot-path-ab:
+    scripts/hot-path-ab.sh
+
 # The fuzz targets, each for a time (`just fuzz`, `just fuzz 300`, `just fuzz 120 asset_path`).
 fuzz seconds="60" *targets:
     scripts/fuzz.sh {{seconds}} {{targets}}
