@@ -353,6 +353,19 @@ impl Cache {
             }
         }
 
+        // Read before the fetch: a removal in the shared tier from now on (by any instance)
+        // makes the write of what the fetch brings back a no-op. Unknown: no write.
+        let shared_mark = match &inner.shared {
+            Some(shared) => match shared.invalidation_mark().await {
+                Ok(mark) => Some(mark),
+                Err(error) => {
+                    inner.shared_failed(&error);
+                    None
+                }
+            },
+            None => None,
+        };
+
         Counters::bump(&inner.counters.fetches);
         match fetch().await {
             Ok(value) => {
@@ -366,8 +379,8 @@ impl Cache {
                     value: value.clone(),
                     freshness: Freshness::Miss,
                 });
-                if cached_locally {
-                    self.write_shared(key, epoch, entry).await;
+                if cached_locally && let Some(mark) = shared_mark {
+                    self.write_shared(key, epoch, mark, entry).await;
                 }
                 Ok(CacheLookup::new(value, Freshness::Miss))
             }
@@ -408,14 +421,20 @@ impl Cache {
         }
     }
 
-    async fn write_shared(&self, key: &str, epoch: u64, entry: StoredEntry) {
+    /// Writes `entry` to the shared tier unless an invalidation ran since `epoch` (here) or
+    /// `mark` (in the shared tier, by any instance) was read.
+    async fn write_shared(&self, key: &str, epoch: u64, mark: Option<u64>, entry: StoredEntry) {
         let inner = &*self.inner;
         let Some(shared) = &inner.shared else {
             return;
         };
-        if let Err(error) = shared.put(key, entry).await {
-            inner.shared_failed(&error);
-            return;
+        match shared.put_unless_invalidated(key, entry, mark).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                inner.shared_failed(&error);
+                return;
+            }
         }
         if inner.epoch.load(Ordering::SeqCst) != epoch {
             // An invalidation ran while this value was being fetched or written: undo the
@@ -436,8 +455,13 @@ impl Cache {
         };
         let epoch = inner.epoch.load(Ordering::SeqCst);
         let entry = inner.entry_for(value, fresh_for);
-        if inner.fill_local(key, epoch, entry.clone()) {
-            self.write_shared(key, epoch, entry).await;
+        if inner.fill_local(key, epoch, entry.clone())
+            && let Some(shared) = &inner.shared
+        {
+            match shared.invalidation_mark().await {
+                Ok(mark) => self.write_shared(key, epoch, mark, entry).await,
+                Err(error) => inner.shared_failed(&error),
+            }
         }
     }
 

@@ -29,6 +29,17 @@ const TAG_FOUND: u8 = b'V';
 const TAG_NOT_FOUND: u8 = b'N';
 /// Keys asked for per `SCAN` round trip.
 const SCAN_BATCH: usize = 500;
+/// A mark no stored counter equals (handed out while the breaker is open).
+const MARK_NEVER_MATCHES: u64 = u64::MAX;
+/// `SET key value PX ttl` only while the invalidation counter still holds the mark read before
+/// the fetch (a missing counter reads as 0). One script, so no removal can run in between.
+const PUT_UNLESS_INVALIDATED: &str = r"
+local current = redis.call('GET', KEYS[2])
+if current == false then current = '0' end
+if current ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
 
 fn open_client(config: &RedisConfig) -> Result<Client, BackendError> {
     Client::open(config.url.as_str()).map_err(|error| {
@@ -193,6 +204,23 @@ impl RedisStore {
         format!("{}{key}", self.namespace)
     }
 
+    /// The namespace's invalidation counter ([`CacheStore::invalidation_mark`]). The NUL byte
+    /// keeps it apart from every cache key; `clear` leaves it.
+    fn mark_key(&self) -> String {
+        format!("{}\0invalidations", self.namespace)
+    }
+
+    /// Advances the invalidation mark: done before every removal, so a fill that read the
+    /// mark earlier can no longer be written.
+    async fn advance_mark(&self, operation: &'static str) -> Result<(), BackendError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("INCR")
+            .arg(self.mark_key())
+            .exec_async(&mut connection)
+            .await
+            .map_err(|error| self.failed(operation, &error))
+    }
+
     fn failed(&self, operation: &'static str, error: &RedisError) -> BackendError {
         if is_connection_failure(error) {
             self.breaker.trip();
@@ -350,7 +378,53 @@ impl CacheStore for RedisStore {
             .map_err(|error| self.failed("put", &error))
     }
 
+    async fn invalidation_mark(&self) -> Result<Option<u64>, BackendError> {
+        if self.breaker.is_open() {
+            // `put_unless_invalidated` skips writes while cooling down anyway.
+            return Ok(Some(MARK_NEVER_MATCHES));
+        }
+        let mut connection = self.connection.clone();
+        let mark: Option<u64> = redis::cmd("GET")
+            .arg(self.mark_key())
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| self.failed("mark", &error))?;
+        Ok(Some(mark.unwrap_or(0)))
+    }
+
+    async fn put_unless_invalidated(
+        &self,
+        key: &str,
+        entry: StoredEntry,
+        mark: Option<u64>,
+    ) -> Result<bool, BackendError> {
+        let Some(mark) = mark else {
+            let stored = !entry.fresh_for.is_zero() && !self.breaker.is_open();
+            return self.put(key, entry).await.map(|()| stored);
+        };
+        if entry.fresh_for.is_zero() || mark == MARK_NEVER_MATCHES || self.breaker.is_open() {
+            return Ok(false);
+        }
+        let ttl_millis = u64::try_from(entry.fresh_for.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut connection = self.connection.clone();
+        let stored: u64 = redis::cmd("EVAL")
+            .arg(PUT_UNLESS_INVALIDATED)
+            .arg(2)
+            .arg(self.redis_key(key))
+            .arg(self.mark_key())
+            .arg(Self::encode(&entry.value))
+            .arg(ttl_millis)
+            .arg(mark.to_string())
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| self.failed("put", &error))?;
+        Ok(stored == 1)
+    }
+
     async fn remove(&self, key: &str) -> Result<bool, BackendError> {
+        self.advance_mark("remove").await?;
         let mut connection = self.connection.clone();
         let removed: u64 = redis::cmd("UNLINK")
             .arg(self.redis_key(key))
@@ -361,6 +435,7 @@ impl CacheStore for RedisStore {
     }
 
     async fn remove_prefix(&self, prefix: &SegmentPrefix) -> Result<Vec<String>, BackendError> {
+        self.advance_mark("remove_prefix").await?;
         let exact = self.redis_key(prefix.as_str());
         let below = format!("{}{SEGMENT_SEPARATOR}*", escape_glob(&exact));
         let mut candidates = self.scan(&below).await?;
@@ -373,8 +448,11 @@ impl CacheStore for RedisStore {
     }
 
     async fn clear(&self) -> Result<u64, BackendError> {
+        self.advance_mark("clear").await?;
         let pattern = format!("{}*", escape_glob(&self.namespace));
-        let keys = self.scan(&pattern).await?;
+        let mark_key = self.mark_key().into_bytes();
+        let mut keys = self.scan(&pattern).await?;
+        keys.retain(|key| *key != mark_key);
         let removed = self.unlink_each("clear", keys).await?;
         Ok(removed.len() as u64)
     }

@@ -93,6 +93,9 @@ impl BackendError {
 /// - `remove` reports whether the key existed; `remove_prefix` removes the keys that the
 ///   [`SegmentPrefix`] matches and returns their names; `clear` removes every key of the store.
 /// - a store may drop entries early (capacity), never keep them longer.
+/// - a store shared by several instances advances its [invalidation
+///   mark](Self::invalidation_mark) before each removal, and refuses a
+///   [`put_unless_invalidated`](Self::put_unless_invalidated) whose mark is older.
 #[async_trait]
 pub trait CacheStore: Send + Sync + fmt::Debug {
     /// Short name for logs and stats (`local`, `redis`).
@@ -107,6 +110,30 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
     /// Stores `entry` under `key`, replacing what was there. An entry with a zero `fresh_for`
     /// is not stored.
     async fn put(&self, key: &str, entry: StoredEntry) -> Result<(), BackendError>;
+
+    /// A mark of the removals this store has applied so far, read before a fetch whose result
+    /// is then stored with [`put_unless_invalidated`](Self::put_unless_invalidated). `None`
+    /// for a store that only this process changes: the cache's own epoch covers it. A store
+    /// shared by several instances needs it: an instance that fetched old data just before
+    /// another instance's invalidation must not write it back after that invalidation's
+    /// removal ran, and a local epoch cannot tell, since the news of that invalidation may not
+    /// have reached it yet.
+    async fn invalidation_mark(&self) -> Result<Option<u64>, BackendError> {
+        Ok(None)
+    }
+
+    /// [`put`](Self::put), unless a removal ran since `mark` was read ([`None`]: no check).
+    /// Whether the entry was stored.
+    async fn put_unless_invalidated(
+        &self,
+        key: &str,
+        entry: StoredEntry,
+        mark: Option<u64>,
+    ) -> Result<bool, BackendError> {
+        let _ = mark;
+        let stored = !entry.fresh_for.is_zero();
+        self.put(key, entry).await.map(|()| stored)
+    }
 
     /// Removes `key`; `true` if it was there.
     async fn remove(&self, key: &str) -> Result<bool, BackendError>;

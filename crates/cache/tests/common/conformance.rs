@@ -46,7 +46,42 @@ pub async fn run(store: &dyn CacheStore, advance: impl AsyncFn(Duration)) {
     remove_reports_whether_the_key_existed(store).await;
     prefix_removal_follows_whole_segments(store).await;
     prefix_removal_treats_glob_characters_literally(store).await;
+    removals_refuse_writes_fetched_before_them(store).await;
     clear_removes_everything_and_counts_it(store).await;
+}
+
+/// A store with an invalidation mark refuses a write whose mark was read before a removal
+/// (`remove`, `remove_prefix` or `clear`); a store without one stores every write.
+async fn removals_refuse_writes_fetched_before_them(store: &dyn CacheStore) {
+    let mark = store.invalidation_mark().await.expect("mark");
+    let put_with = async |text: &'static str, mark: Option<u64>| {
+        store
+            .put_unless_invalidated("conf:mark:k", long(found(text)), mark)
+            .await
+            .expect("put")
+    };
+    assert!(put_with("a", mark).await, "nothing removed since the mark");
+    if mark.is_none() {
+        store.remove("conf:mark:k").await.expect("remove");
+        return;
+    }
+    let prefix = SegmentPrefix::new("conf:mark:other").expect("prefix");
+    for removal in 0..3 {
+        let before = store.invalidation_mark().await.expect("mark");
+        match removal {
+            0 => drop(store.remove("conf:mark:other").await.expect("remove")),
+            1 => drop(store.remove_prefix(&prefix).await.expect("remove_prefix")),
+            _ => drop(store.clear().await.expect("clear")),
+        }
+        assert!(!put_with("stale", before).await, "removal {removal}");
+        assert_ne!(
+            get(store, "conf:mark:k").await.map(|e| e.value),
+            Some(found("stale"))
+        );
+        let after = store.invalidation_mark().await.expect("mark");
+        assert!(put_with("current", after).await, "after removal {removal}");
+    }
+    store.remove("conf:mark:k").await.expect("remove");
 }
 
 async fn missing_keys_are_absent(store: &dyn CacheStore) {
