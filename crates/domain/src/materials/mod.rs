@@ -17,8 +17,8 @@ pub use model::{
     MaterialChanges, MaterialKind, MaterialPage, MaterialQuery, MaterialRecord, Quota,
 };
 pub use service::{
-    FileUpload, MAX_PAGE, MAX_QUOTA_BYTES, MaterialEdit, MaterialLimits, MaterialService,
-    OpenedFile, RESERVE_STEP, ReadPurpose, StagedFile,
+    FileUpload, LATE_WRITE_WINDOW, MAX_PAGE, MAX_QUOTA_BYTES, MaterialEdit, MaterialLimits,
+    MaterialService, OpenedFile, RESERVE_STEP, ReadPurpose, StagedFile,
 };
 pub use views::{MaterialView, QuotaView, WARNING_PERCENT};
 

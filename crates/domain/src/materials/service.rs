@@ -12,6 +12,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -634,10 +635,21 @@ impl ObjectGuard {
     }
 }
 
+/// How long after an abandoned upload's object is deleted it is deleted once more. A store
+/// request still on its way when the upload was dropped (a PUT whose body was sent, a multipart
+/// completion) can create the object after the first delete; no single store request outlives
+/// this (the S3 adapter's request timeout is 60 s by default). The key is the upload's own, so
+/// the second delete can only remove that upload's object.
+pub const LATE_WRITE_WINDOW: Duration = Duration::from_secs(120);
+
 impl Drop for ObjectGuard {
     fn drop(&mut self) {
         if let Some((store, key)) = self.0.take() {
-            spawn_cleanup("object delete", delete_object(store, key));
+            spawn_cleanup("object delete", async move {
+                delete_object(store.clone(), key.clone()).await;
+                tokio::time::sleep(LATE_WRITE_WINDOW).await;
+                delete_object(store, key).await;
+            });
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use storage::memory::MemoryStore;
-use storage::{ByteStream, ObjectStore, collect_body};
+use storage::{ByteStream, ObjectStore, PutOptions, collect_body};
 use uuid::Uuid;
 
 use super::*;
@@ -412,6 +412,100 @@ async fn a_commit_cancelled_while_the_database_answers_keeps_the_material_whole(
     assert_eq!(f.repo.all().len(), 1, "the material row");
     assert_eq!(f.store.len(), 1, "its file");
     assert_eq!(f.used().await, 100, "its size, and nothing more, counted");
+}
+
+/// A store whose writes, once their body is in, complete on their own even if the caller
+/// gives up, a little later (a request already on its way to S3).
+#[derive(Debug)]
+struct LateWrites(Arc<MemoryStore>);
+
+#[async_trait::async_trait]
+impl ObjectStore for LateWrites {
+    fn bucket(&self) -> &str {
+        self.0.bucket()
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> storage::Result<storage::ObjectMeta> {
+        let bytes = collect_body(body).await.map_err(storage::StorageError::Body)?;
+        let (store, key) = (self.0.clone(), key.to_owned());
+        let write = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            store.put(&key, storage::bytes_body(bytes), options).await
+        });
+        write.await.expect("the write task")
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<storage::RangeSpec>,
+    ) -> storage::Result<storage::GetResult> {
+        self.0.get(key, range).await
+    }
+
+    async fn head(&self, key: &str) -> storage::Result<storage::ObjectMeta> {
+        self.0.head(key).await
+    }
+
+    async fn delete(&self, key: &str) -> storage::Result<()> {
+        self.0.delete(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> storage::Result<Vec<storage::ObjectMeta>> {
+        self.0.list(prefix).await
+    }
+
+    fn presign_get(&self, key: &str, options: &storage::PresignOptions) -> storage::Result<String> {
+        self.0.presign_get(key, options)
+    }
+
+    async fn ready(&self) -> storage::Result<()> {
+        self.0.ready().await
+    }
+
+    async fn create_bucket(&self) -> storage::Result<()> {
+        self.0.create_bucket().await
+    }
+
+    async fn set_cors(&self, rule: &storage::CorsRule) -> storage::Result<storage::CorsOutcome> {
+        self.0.set_cors(rule).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upload_dropped_while_its_write_is_on_its_way_leaves_no_object() {
+    let store = Arc::new(MemoryStore::new("teachers"));
+    let repo = MemoryMaterials::new();
+    let service = MaterialService::new(
+        Arc::new(repo.clone()),
+        Arc::new(LateWrites(store.clone())),
+        None,
+        MaterialLimits {
+            max_file_bytes: 10 << 20,
+            default_quota: 100 << 20,
+        },
+        Arc::new(SystemClock),
+    );
+    let teacher = Uuid::new_v4();
+    let upload = service.store_file(teacher, upload_png(100));
+    // The body is in and the write under way: the client goes.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), upload)
+            .await
+            .is_err()
+    );
+    // The write lands after the guard's first delete...
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(store.len(), 1, "the late write created the object");
+    // ...and the second delete takes it.
+    tokio::time::sleep(LATE_WRITE_WINDOW).await;
+    assert_eq!(store.len(), 0, "object left behind");
+    assert_eq!(service.quota(teacher).await.unwrap().used_bytes, 0);
 }
 
 fn upload_png(len: usize) -> FileUpload {
