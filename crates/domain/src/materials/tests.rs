@@ -431,7 +431,9 @@ impl ObjectStore for LateWrites {
         body: ByteStream,
         options: PutOptions,
     ) -> storage::Result<storage::ObjectMeta> {
-        let bytes = collect_body(body).await.map_err(storage::StorageError::Body)?;
+        let bytes = collect_body(body)
+            .await
+            .map_err(storage::StorageError::Body)?;
         let (store, key) = (self.0.clone(), key.to_owned());
         let write = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(1)).await;
