@@ -753,6 +753,15 @@ impl Inner {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             self.epoch.fetch_add(1, Ordering::SeqCst);
+            let prefix = match invalidation {
+                Invalidation::Prefix(prefix) => SegmentPrefix::new(prefix),
+                _ => None,
+            };
+            self.flights.detach(|key| match invalidation {
+                Invalidation::Key(invalidated) => key == invalidated,
+                Invalidation::Prefix(_) => prefix.as_ref().is_some_and(|p| p.matches(key)),
+                Invalidation::All => true,
+            });
             match invalidation {
                 Invalidation::Key(key) => {
                     let keys = if self.local.remove(key) {

@@ -94,6 +94,13 @@ impl Flights {
         })
     }
 
+    /// Lets later callers of the keys `covers` start their own flights instead of joining
+    /// those in progress (an invalidation ran: a fetch begun before it may bring back what it
+    /// removed). The detached flights end as usual for those already waiting on them.
+    pub(crate) fn detach(&self, covers: impl Fn(&str) -> bool) {
+        lock(&self.table).retain(|key, _| !covers(key));
+    }
+
     fn end(&self, key: &str, id: u64) {
         let mut flights = lock(&self.table);
         if flights.get(key).is_some_and(|flight| flight.id == id) {

@@ -553,6 +553,57 @@ async fn a_fetch_overlapping_an_invalidation_is_returned_but_not_cached() {
     );
 }
 
+/// A caller that arrives after an invalidation does not join a fetch that started before it
+/// (that fetch may bring back exactly what was invalidated): it fetches anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_after_an_invalidation_does_not_join_a_fetch_from_before_it() {
+    let cache = Cache::new(config());
+    let fetch_started = Arc::new(Semaphore::new(0));
+    let release = Arc::new(Semaphore::new(0));
+    let early = tokio::spawn({
+        let cache = cache.clone();
+        let fetch_started = Arc::clone(&fetch_started);
+        let release = Arc::clone(&release);
+        async move {
+            cache
+                .get_or_fetch("dcs:books:id:1", TTL, || async move {
+                    fetch_started.add_permits(1);
+                    let _permit = release.acquire().await.expect("semaphore open");
+                    Ok::<_, SourceDown>(Fetched::Found(bytes("before")))
+                })
+                .await
+        }
+    });
+    fetch_started
+        .acquire()
+        .await
+        .expect("semaphore open")
+        .forget();
+    cache
+        .invalidate_prefix("dcs:books")
+        .await
+        .expect("invalidation");
+    let late = tokio::time::timeout(
+        Duration::from_secs(5),
+        cache.get_or_fetch("dcs:books:id:1", TTL, || async {
+            Ok::<_, SourceDown>(Fetched::Found(bytes("after")))
+        }),
+    )
+    .await
+    .expect("not waiting on the fetch from before the invalidation");
+    assert_eq!(late, Ok(miss("after")));
+    release.add_permits(1);
+    assert_eq!(early.await.expect("task"), Ok(miss("before")));
+    assert_eq!(
+        cache
+            .get_or_fetch("dcs:books:id:1", TTL, || async {
+                Ok::<_, SourceDown>(Fetched::Found(bytes("unused")))
+            })
+            .await,
+        Ok(hit("after"))
+    );
+}
+
 #[tokio::test]
 async fn stats_report_sizes_counters_and_hit_rate() {
     let (cache, _clock) = cache_with_clock(config());
