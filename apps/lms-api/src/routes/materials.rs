@@ -19,6 +19,7 @@ use domain::materials::{
     ReadPurpose, StagedFile, rules,
 };
 use futures_util::StreamExt as _;
+use futures_util::future::Either;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
@@ -410,10 +411,20 @@ async fn store_file_part(
             body,
         },
     );
-    let (stored, fed) = futures_util::future::join(upload, feed).await;
-    match (stored, fed) {
-        (Err(_), FeedEnd::TimedOut) => Err(state.guards.body_timed_out(UPLOAD_ROUTE)),
-        (stored, _) => Ok(stored?),
+    let (upload, feed) = (std::pin::pin!(upload), std::pin::pin!(feed));
+    match futures_util::future::select(upload, feed).await {
+        // The store refused the file (type, size, quota, virus, storage): that is the answer,
+        // without waiting for a client that stalls on the rest of the part.
+        Either::Left((Err(error), _)) => Err(error.into()),
+        // It read the whole part, so the feed has ended too.
+        Either::Left((Ok(staged), feed)) => {
+            feed.await;
+            Ok(staged)
+        }
+        Either::Right((fed, upload)) => match (upload.await, fed) {
+            (Err(_), FeedEnd::TimedOut) => Err(state.guards.body_timed_out(UPLOAD_ROUTE)),
+            (stored, _) => Ok(stored?),
+        },
     }
 }
 

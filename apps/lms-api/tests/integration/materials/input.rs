@@ -330,6 +330,25 @@ async fn lying_and_oversized_content_lengths() {
         .assert_nothing_left(teacher, "Content-Length too large")
         .await;
 
+    // A file refused from its first bytes, whose sender then stalls half-way through it: the
+    // refusal is the answer, not a timeout.
+    let elf = [b"\x7fELF\x02\x01\x01\0".as_slice(), &[0u8; 60_000]].concat();
+    let elf_form = form(&[file("a.png", "image/png", &elf)]);
+    let started = std::time::Instant::now();
+    let answer = {
+        let head = head(elf_form.len());
+        let (address, sent) = (address.clone(), elf_form[..30_000].to_vec());
+        actix_web::rt::task::spawn_blocking(move || raw_exchange(&address, &head, &sent, false))
+            .await
+            .unwrap()
+    };
+    assert!(answer.starts_with("HTTP/1.1 415"), "{answer}");
+    assert_eq!(raw_json(&answer)["code"], "unsupported_file_type");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    stack
+        .assert_nothing_left(teacher, "refused, then stalled")
+        .await;
+
     // A Content-Length smaller than the body: the form ends early for the server.
     let answer = {
         let head = head(body.len() / 2);
