@@ -506,9 +506,16 @@ async fn invalidation_by_key_and_by_segment_prefix_reports_how_many_went() {
     assert_eq!(stats.invalidated_entries, 5);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fetch_overlapping_an_invalidation_is_returned_but_not_cached() {
-    let cache = Cache::new(config());
+/// A fetch of `key` that answers `text` once a permit is added to the returned semaphore;
+/// returned once the fetch has started.
+async fn held_fetch(
+    cache: &Cache,
+    key: &'static str,
+    text: &'static str,
+) -> (
+    tokio::task::JoinHandle<Result<CacheLookup, SourceDown>>,
+    Arc<Semaphore>,
+) {
     let fetch_started = Arc::new(Semaphore::new(0));
     let release = Arc::new(Semaphore::new(0));
     let fetching = tokio::spawn({
@@ -517,10 +524,10 @@ async fn a_fetch_overlapping_an_invalidation_is_returned_but_not_cached() {
         let release = Arc::clone(&release);
         async move {
             cache
-                .get_or_fetch("dcs:books:id:1", TTL, || async move {
+                .get_or_fetch(key, TTL, || async move {
                     fetch_started.add_permits(1);
                     let _permit = release.acquire().await.expect("semaphore open");
-                    Ok::<_, SourceDown>(Fetched::Found(bytes("read before the change")))
+                    Ok::<_, SourceDown>(Fetched::Found(bytes(text)))
                 })
                 .await
         }
@@ -530,6 +537,13 @@ async fn a_fetch_overlapping_an_invalidation_is_returned_but_not_cached() {
         .await
         .expect("semaphore open")
         .forget();
+    (fetching, release)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_overlapping_an_invalidation_is_returned_but_not_cached() {
+    let cache = Cache::new(config());
+    let (fetching, release) = held_fetch(&cache, "dcs:books:id:1", "read before the change").await;
     assert_eq!(cache.invalidate_prefix("dcs:books:id:1").await, Ok(0));
     release.add_permits(1);
 
@@ -558,27 +572,7 @@ async fn a_fetch_overlapping_an_invalidation_is_returned_but_not_cached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_after_an_invalidation_does_not_join_a_fetch_from_before_it() {
     let cache = Cache::new(config());
-    let fetch_started = Arc::new(Semaphore::new(0));
-    let release = Arc::new(Semaphore::new(0));
-    let early = tokio::spawn({
-        let cache = cache.clone();
-        let fetch_started = Arc::clone(&fetch_started);
-        let release = Arc::clone(&release);
-        async move {
-            cache
-                .get_or_fetch("dcs:books:id:1", TTL, || async move {
-                    fetch_started.add_permits(1);
-                    let _permit = release.acquire().await.expect("semaphore open");
-                    Ok::<_, SourceDown>(Fetched::Found(bytes("before")))
-                })
-                .await
-        }
-    });
-    fetch_started
-        .acquire()
-        .await
-        .expect("semaphore open")
-        .forget();
+    let (early, release) = held_fetch(&cache, "dcs:books:id:1", "before").await;
     cache
         .invalidate_prefix("dcs:books")
         .await
