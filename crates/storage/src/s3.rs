@@ -256,12 +256,33 @@ impl S3Store {
         content_type: &str,
     ) -> Result<Vec<Part>> {
         let mut tasks: JoinSet<Result<Part>> = JoinSet::new();
+        let result = self
+            .upload_parts_into(&mut tasks, key, upload_id, first, reader, content_type)
+            .await;
+        if result.is_err() {
+            // A part whose request was already sent can still be stored by the server after
+            // an abort that did not wait for it, and stay behind: let the parts in flight end
+            // (each within the request timeout) before the caller aborts.
+            while tasks.join_next().await.is_some() {}
+        }
+        result
+    }
+
+    async fn upload_parts_into(
+        &self,
+        tasks: &mut JoinSet<Result<Part>>,
+        key: &str,
+        upload_id: &str,
+        first: Vec<u8>,
+        reader: &mut PartReader,
+        content_type: &str,
+    ) -> Result<Vec<Part>> {
         let mut parts = Vec::new();
         let mut next = Some(first);
         let mut number = 0u32;
         while let Some(chunk) = next.take() {
             while tasks.len() >= self.max_in_flight {
-                parts.push(self.join_part(&mut tasks).await?);
+                parts.push(self.join_part(tasks).await?);
             }
             number += 1;
             let (bucket, key_owned, id, ct) = (
@@ -277,11 +298,10 @@ impl S3Store {
                     .await
                     .map_err(|e| map_part_err(e, &name))
             });
-            // Dropping `tasks` on error cancels the parts still uploading.
             next = reader.next_part().await?;
         }
         while !tasks.is_empty() {
-            parts.push(self.join_part(&mut tasks).await?);
+            parts.push(self.join_part(tasks).await?);
         }
         parts.sort_by_key(|p| p.part_number);
         Ok(parts)
