@@ -713,13 +713,15 @@ impl BookContent {
         id: i64,
     ) -> Result<Vec<StoredActivity>, ContentError> {
         let book = self.readable_book(viewer, id).await?.book;
-        // Read first: with the database down this fails as fast as any other database call,
-        // and the import below needs no second attempt at it.
-        let stored = self.activities.list_for_book(id).await?;
         match self.import_unless_current(&book).await {
-            Ok(false) => Ok(stored),
-            Ok(true) => Ok(self.activities.list_for_book(id).await?),
-            Err(error) if !stored.is_empty() => {
+            Ok(_) => Ok(self.activities.list_for_book(id).await?),
+            // The database is unreachable: reading the stored ones would wait for it again.
+            Err(error @ ContentError::Activities(_)) => Err(error),
+            Err(error) => {
+                let stored = self.activities.list_for_book(id).await?;
+                if stored.is_empty() {
+                    return Err(error);
+                }
                 tracing::warn!(
                     book_id = id,
                     %error,
@@ -727,7 +729,6 @@ impl BookContent {
                 );
                 Ok(stored)
             }
-            Err(error) => Err(error),
         }
     }
 
