@@ -122,13 +122,18 @@ pub(crate) struct TokenCache {
     generation: AtomicU64,
     /// Login attempts that have finished, successful or not.
     logins_finished: AtomicU64,
-    /// The error of the latest finished login and its number in `logins_finished`, if it
-    /// failed. Callers that queued behind a failed login take this error instead of logging
-    /// in again one after another.
-    last_failure: Mutex<Option<(u64, DcsError)>>,
-    /// When the latest login failed, if it did: an early refresh is not tried again for
-    /// [`REFRESH_RETRY_PAUSE`] while the current token is still valid.
-    failed_at: Mutex<Option<DateTime<Utc>>>,
+    /// The latest finished login, if it failed. Callers that queued behind it take its error
+    /// instead of logging in again one after another, and an early refresh is not tried again
+    /// for [`REFRESH_RETRY_PAUSE`] after it while the current token is still valid.
+    last_failure: Mutex<Option<LoginFailure>>,
+}
+
+#[derive(Debug)]
+struct LoginFailure {
+    /// Its number in `logins_finished`.
+    number: u64,
+    error: DcsError,
+    at: DateTime<Utc>,
 }
 
 /// After an early refresh failed, how long the current (still valid) token is used before the
@@ -157,7 +162,6 @@ impl TokenCache {
         let token = Arc::new(Token::new(value, now, margin, generation));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
         *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.logins_finished.fetch_add(1, Ordering::SeqCst);
         token
     }
@@ -171,9 +175,13 @@ impl TokenCache {
     /// The current token if it is still valid and a login failed less than
     /// [`REFRESH_RETRY_PAUSE`] ago: no refresh is tried yet.
     pub(crate) fn pausing_refresh(&self, now: DateTime<Utc>) -> Option<Arc<Token>> {
-        let failed_at = (*self.failed_at.lock().unwrap_or_else(|e| e.into_inner()))?;
-        let pause = chrono::Duration::from_std(REFRESH_RETRY_PAUSE).unwrap_or_default();
-        if now < failed_at + pause {
+        let failed_at = self
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .at;
+        if now < clock::add(failed_at, REFRESH_RETRY_PAUSE) {
             self.still_valid(now)
         } else {
             None
@@ -190,15 +198,18 @@ impl TokenCache {
     pub(crate) fn record_failure(&self, error: &DcsError, now: DateTime<Utc>) {
         let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
         let number = self.logins_finished.fetch_add(1, Ordering::SeqCst) + 1;
-        *last = Some((number, error.clone()));
-        *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+        *last = Some(LoginFailure {
+            number,
+            error: error.clone(),
+            at: now,
+        });
     }
 
     /// The error of a login that failed after `seen` logins had finished (one this caller
     /// waited for), if the latest login failed.
     pub(crate) fn failure_since(&self, seen: u64) -> Option<DcsError> {
         match &*self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some((number, error)) if *number > seen => Some(error.clone()),
+            Some(failure) if failure.number > seen => Some(failure.error.clone()),
             _ => None,
         }
     }
