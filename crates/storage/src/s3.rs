@@ -256,52 +256,42 @@ impl S3Store {
         content_type: &str,
     ) -> Result<Vec<Part>> {
         let mut tasks: JoinSet<Result<Part>> = JoinSet::new();
-        let result = self
-            .upload_parts_into(&mut tasks, key, upload_id, first, reader, content_type)
-            .await;
-        if result.is_err() {
+        let mut parts = Vec::new();
+        let result = async {
+            let mut next = Some(first);
+            let mut number = 0u32;
+            while let Some(chunk) = next.take() {
+                while tasks.len() >= self.max_in_flight {
+                    parts.push(self.join_part(&mut tasks).await?);
+                }
+                number += 1;
+                let (bucket, key_owned, id, ct) = (
+                    Arc::clone(&self.bucket),
+                    key.to_owned(),
+                    upload_id.to_owned(),
+                    content_type.to_owned(),
+                );
+                let name = self.name.clone();
+                tasks.spawn(async move {
+                    bucket
+                        .put_multipart_chunk(chunk, &key_owned, number, &id, &ct)
+                        .await
+                        .map_err(|e| map_part_err(e, &name))
+                });
+                next = reader.next_part().await?;
+            }
+            while !tasks.is_empty() {
+                parts.push(self.join_part(&mut tasks).await?);
+            }
+            Ok::<(), StorageError>(())
+        }
+        .await;
+        if let Err(error) = result {
             // A part whose request was already sent can still be stored by the server after
             // an abort that did not wait for it, and stay behind: let the parts in flight end
             // (each within the request timeout) before the caller aborts.
             while tasks.join_next().await.is_some() {}
-        }
-        result
-    }
-
-    async fn upload_parts_into(
-        &self,
-        tasks: &mut JoinSet<Result<Part>>,
-        key: &str,
-        upload_id: &str,
-        first: Vec<u8>,
-        reader: &mut PartReader,
-        content_type: &str,
-    ) -> Result<Vec<Part>> {
-        let mut parts = Vec::new();
-        let mut next = Some(first);
-        let mut number = 0u32;
-        while let Some(chunk) = next.take() {
-            while tasks.len() >= self.max_in_flight {
-                parts.push(self.join_part(tasks).await?);
-            }
-            number += 1;
-            let (bucket, key_owned, id, ct) = (
-                Arc::clone(&self.bucket),
-                key.to_owned(),
-                upload_id.to_owned(),
-                content_type.to_owned(),
-            );
-            let name = self.name.clone();
-            tasks.spawn(async move {
-                bucket
-                    .put_multipart_chunk(chunk, &key_owned, number, &id, &ct)
-                    .await
-                    .map_err(|e| map_part_err(e, &name))
-            });
-            next = reader.next_part().await?;
-        }
-        while !tasks.is_empty() {
-            parts.push(self.join_part(tasks).await?);
+            return Err(error);
         }
         parts.sort_by_key(|p| p.part_number);
         Ok(parts)
