@@ -332,9 +332,13 @@ impl Cache {
         let epoch = inner.epoch.load(Ordering::SeqCst);
 
         let mut shared_stale = None;
+        // The shared tier's invalidation mark, read with the entry, so before the fetch: a
+        // removal there from now on (by any instance) makes the write of what the fetch brings
+        // back a no-op. `None` (unknown, the read failed, or no shared tier): no write.
+        let mut shared_mark = None;
         if let Some(shared) = &inner.shared {
-            match shared.get(key).await {
-                Ok(Some(entry)) if entry.is_fresh() => {
+            match shared.get_with_mark(key).await {
+                Ok((Some(entry), _)) if entry.is_fresh() => {
                     Counters::bump(&inner.counters.shared_hits);
                     let local_copy = inner.entry_for(entry.value.clone(), entry.fresh_for);
                     inner.fill_local(key, epoch, local_copy);
@@ -344,27 +348,19 @@ impl Cache {
                     });
                     return Ok(CacheLookup::new(entry.value, Freshness::Fresh));
                 }
-                Ok(Some(StoredEntry {
-                    value: Fetched::Found(bytes),
-                    ..
-                })) => shared_stale = Some(bytes),
-                Ok(_) => {}
+                Ok((entry, mark)) => {
+                    shared_mark = Some(mark);
+                    if let Some(StoredEntry {
+                        value: Fetched::Found(bytes),
+                        ..
+                    }) = entry
+                    {
+                        shared_stale = Some(bytes);
+                    }
+                }
                 Err(error) => inner.shared_failed(&error),
             }
         }
-
-        // Read before the fetch: a removal in the shared tier from now on (by any instance)
-        // makes the write of what the fetch brings back a no-op. Unknown: no write.
-        let shared_mark = match &inner.shared {
-            Some(shared) => match shared.invalidation_mark().await {
-                Ok(mark) => Some(mark),
-                Err(error) => {
-                    inner.shared_failed(&error);
-                    None
-                }
-            },
-            None => None,
-        };
 
         Counters::bump(&inner.counters.fetches);
         match fetch().await {

@@ -324,36 +324,49 @@ impl CacheStore for RedisStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredEntry>, BackendError> {
+        self.get_with_mark(key).await.map(|(entry, _)| entry)
+    }
+
+    async fn get_with_mark(
+        &self,
+        key: &str,
+    ) -> Result<(Option<StoredEntry>, Option<u64>), BackendError> {
         if self.breaker.is_open() {
             tracing::trace!(key, "Redis cooling down after an error; skipped read");
-            return Ok(None);
+            // `put_unless_invalidated` skips writes while cooling down anyway.
+            return Ok((None, Some(MARK_NEVER_MATCHES)));
         }
         let redis_key = self.redis_key(key);
         let mut connection = self.connection.clone();
-        let (raw, ttl_millis): (Option<Bytes>, i64) = redis::pipe()
+        // One round trip: the entry, its TTL and the invalidation mark.
+        let (raw, ttl_millis, mark): (Option<Bytes>, i64, Option<u64>) = redis::pipe()
             .atomic()
             .cmd("GET")
             .arg(&redis_key)
             .cmd("PTTL")
             .arg(&redis_key)
+            .cmd("GET")
+            .arg(self.mark_key())
             .query_async(&mut connection)
             .await
             .map_err(|error| self.failed("get", &error))?;
+        let mark = Some(mark.unwrap_or(0));
         let Some(raw) = raw else {
-            return Ok(None);
+            return Ok((None, mark));
         };
         // -1: no expiry (written by something else); -2: gone. Neither is one of ours to serve.
         let Ok(ttl_millis) = u64::try_from(ttl_millis) else {
-            return Ok(None);
+            return Ok((None, mark));
         };
         if ttl_millis == 0 {
-            return Ok(None);
+            return Ok((None, mark));
         }
-        Ok(Some(StoredEntry {
+        let entry = StoredEntry {
             value: self.decode(key, &raw)?,
             fresh_for: Duration::from_millis(ttl_millis),
             stale_for: Duration::ZERO,
-        }))
+        };
+        Ok((Some(entry), mark))
     }
 
     async fn put(&self, key: &str, entry: StoredEntry) -> Result<(), BackendError> {

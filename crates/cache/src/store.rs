@@ -122,6 +122,15 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// [`get`](Self::get) and [`invalidation_mark`](Self::invalidation_mark) together (one
+    /// round trip where the store allows), as a miss that will fetch needs both.
+    async fn get_with_mark(
+        &self,
+        key: &str,
+    ) -> Result<(Option<StoredEntry>, Option<u64>), BackendError> {
+        Ok((self.get(key).await?, self.invalidation_mark().await?))
+    }
+
     /// [`put`](Self::put), unless a removal ran since `mark` was read ([`None`]: no check).
     /// Whether the entry was stored.
     async fn put_unless_invalidated(
