@@ -437,9 +437,14 @@ impl CacheStore for RedisStore {
     }
 
     async fn remove(&self, key: &str) -> Result<bool, BackendError> {
-        self.advance_mark("remove").await?;
         let mut connection = self.connection.clone();
-        let removed: u64 = redis::cmd("UNLINK")
+        // The mark advanced and the key unlinked in one transaction (one round trip).
+        let (removed,): (u64,) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(self.mark_key())
+            .ignore()
+            .cmd("UNLINK")
             .arg(self.redis_key(key))
             .query_async(&mut connection)
             .await
