@@ -78,9 +78,10 @@ fn is_connection_failure(error: &RedisError) -> bool {
 /// failed reconnect left from an outage), so without the second attempt the first command after
 /// Redis comes back always fails: an invalidation would be refused once more (its webhook
 /// answered 503) after Redis is already up. A timed-out attempt is not repeated, so a caller
-/// still waits for at most one connect plus one command. Every command sent through it is
-/// idempotent (`GET`/`PTTL`, `SET PX`, `UNLINK`, `SCAN`, `PING`, and `PUBLISH` of an
-/// invalidation, which receivers may apply twice), so sending one twice is harmless.
+/// still waits for at most one connect plus one command. Sending any command of this module
+/// twice is harmless: `GET`/`PTTL`, `SET PX`, the conditional-set script, `UNLINK`, `SCAN` and
+/// `PING` are idempotent, `INCR` of the invalidation mark only has to move it, and a `PUBLISH`ed
+/// invalidation may be applied twice.
 #[derive(Clone)]
 struct Reconnecting(ConnectionManager);
 
