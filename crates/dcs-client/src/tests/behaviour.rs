@@ -104,20 +104,8 @@ async fn proactive_refresh_before_expiry() {
     let a = jwt(t0() + chrono::Duration::minutes(30), "A");
     let b = jwt(t0() + chrono::Duration::minutes(60), "B");
     let (_login, count) = login_sequence(&mut server, vec![a.clone(), b.clone()]).await;
-    let with_a = server
-        .mock("GET", "/books/1")
-        .match_header("authorization", bearer(&a).as_str())
-        .with_body(book_json(1, "published").to_string())
-        .expect(2)
-        .create_async()
-        .await;
-    let with_b = server
-        .mock("GET", "/books/1")
-        .match_header("authorization", bearer(&b).as_str())
-        .with_body(book_json(1, "published").to_string())
-        .expect(1)
-        .create_async()
-        .await;
+    let with_a = book_1_with_token(&mut server, &a, 2).await;
+    let with_b = book_1_with_token(&mut server, &b, 1).await;
     let c = client(test_config(&server.url(), password_creds()), &clock);
     c.get_book(1).await.unwrap();
     // 24 min later: 6 min left, outside the 5 min margin: token A is still used.
@@ -140,13 +128,7 @@ async fn a_failed_early_refresh_keeps_using_the_token_that_still_works() {
     let a = jwt(t0() + chrono::Duration::minutes(30), "A");
     let b = jwt(t0() + chrono::Duration::minutes(60), "B");
     let (first_login, count) = login_sequence(&mut server, vec![a.clone()]).await;
-    let with_a = server
-        .mock("GET", "/books/1")
-        .match_header("authorization", bearer(&a).as_str())
-        .with_body(book_json(1, "published").to_string())
-        .expect(6)
-        .create_async()
-        .await;
+    let with_a = book_1_with_token(&mut server, &a, 6).await;
     let c = client(test_config(&server.url(), password_creds()), &clock);
     c.get_book(1).await.unwrap();
     assert_eq!(count.load(Ordering::SeqCst), 1);
@@ -180,13 +162,7 @@ async fn a_failed_early_refresh_keeps_using_the_token_that_still_works() {
     // And once the login works again, the new token is used.
     failing_login.remove_async().await;
     let (_login, _) = login_sequence(&mut server, vec![b.clone()]).await;
-    let with_b = server
-        .mock("GET", "/books/1")
-        .match_header("authorization", bearer(&b).as_str())
-        .with_body(book_json(1, "published").to_string())
-        .expect(1)
-        .create_async()
-        .await;
+    let with_b = book_1_with_token(&mut server, &b, 1).await;
     clock.advance(secs(11));
     c.get_book(1).await.unwrap();
     with_b.assert_async().await;
@@ -280,20 +256,8 @@ async fn concurrent_expired_token_causes_exactly_one_login() {
     let a = jwt(t0() + chrono::Duration::minutes(30), "A");
     let b = jwt(t0() + chrono::Duration::minutes(90), "B");
     let (_login, count) = login_sequence(&mut server, vec![a.clone(), b.clone()]).await;
-    server
-        .mock("GET", "/books/1")
-        .match_header("authorization", bearer(&a).as_str())
-        .with_body(book_json(1, "published").to_string())
-        .expect(1)
-        .create_async()
-        .await;
-    let with_b = server
-        .mock("GET", "/books/1")
-        .match_header("authorization", bearer(&b).as_str())
-        .with_body(book_json(1, "published").to_string())
-        .expect(100)
-        .create_async()
-        .await;
+    book_1_with_token(&mut server, &a, 1).await;
+    let with_b = book_1_with_token(&mut server, &b, 100).await;
     let c = client(test_config(&server.url(), password_creds()), &clock);
     c.get_book(1).await.unwrap();
     assert_eq!(count.load(Ordering::SeqCst), 1);
@@ -327,13 +291,7 @@ async fn concurrent_401s_cause_one_relogin() {
     let a = jwt(t0() + chrono::Duration::minutes(30), "A");
     let b = jwt(t0() + chrono::Duration::minutes(30), "B");
     let (_login, count) = login_sequence(&mut server, vec![a.clone(), b.clone()]).await;
-    server
-        .mock("GET", "/books/1")
-        .match_header("authorization", bearer(&a).as_str())
-        .with_body(book_json(1, "published").to_string())
-        .expect(1)
-        .create_async()
-        .await;
+    book_1_with_token(&mut server, &a, 1).await;
     c_reject(&mut server, &a).await;
     server
         .mock("GET", "/books/2")

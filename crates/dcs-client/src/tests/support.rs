@@ -101,6 +101,21 @@ pub(crate) fn publisher_json(id: i64, name: &str) -> serde_json::Value {
     })
 }
 
+/// Mocks `GET /books/1` (a published book) for requests carrying `token`, expected `times`.
+pub(crate) async fn book_1_with_token(
+    server: &mut mockito::ServerGuard,
+    token: &str,
+    times: usize,
+) -> mockito::Mock {
+    server
+        .mock("GET", "/books/1")
+        .match_header("authorization", bearer(token).as_str())
+        .with_body(book_json(1, "published").to_string())
+        .expect(times)
+        .create_async()
+        .await
+}
+
 /// Mocks `POST /auth/login` handing out `tokens` in turn (the last one repeats).
 pub(crate) async fn login_sequence(
     server: &mut mockito::ServerGuard,
