@@ -139,8 +139,17 @@ pub fn check_url(url: &str) -> Result<String, UrlError> {
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(UrlError::Scheme);
     }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(UrlError::Invalid);
+    // A host name of letters, digits, `-` and `.` only (international names arrive here in
+    // their `xn--` form), as the schema's pattern says: the WHATWG parser would also take
+    // `exa*mple.org` or `a_b.org`, which no link a teacher shares needs.
+    match parsed.host() {
+        Some(url::Host::Domain(domain))
+            if !domain.is_empty()
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')) => {}
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => {}
+        _ => return Err(UrlError::Invalid),
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(UrlError::Credentials);
@@ -415,8 +424,24 @@ mod tests {
         assert!(
             matches!(check_url(&padded), Err(UrlError::TooLong { chars }) if chars == MAX_URL_CHARS + 1)
         );
+        // Host names with characters the pattern does not allow are refused, though the
+        // WHATWG parser would take them.
+        for refused in [
+            "https://example*.org/",
+            "http://a_b.example/",
+            "https://exa$mple.org",
+        ] {
+            assert!(!pattern.is_match(refused), "{refused:?}");
+            assert_eq!(check_url(refused), Err(UrlError::Invalid), "{refused:?}");
+        }
         // What the pattern does not describe but the parser accepts (the schema is a subset).
-        for accepted in ["http://1.2.3.4/", "http:example.org", "http://a:65000/"] {
+        for accepted in [
+            "http://1.2.3.4/",
+            "http:example.org",
+            "http://a:65000/",
+            "https://b\u{fc}cher.example/",
+            "http://[::1]/",
+        ] {
             assert!(!pattern.is_match(accepted) && check_url(accepted).is_ok());
         }
     }
