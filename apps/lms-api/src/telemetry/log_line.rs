@@ -1,11 +1,12 @@
-//! The log line format when stderr is not a terminal (a deployed server): the same text as
-//! tracing-subscriber's default ("full") format without colours, produced with less work.
+//! The log line format: the same text as tracing-subscriber's default ("full") format without
+//! colours, produced with less work; on a terminal, the level is coloured.
 //!
 //! Why not the default formatter: it sends every piece of a line (level, span names, braces,
 //! colons, field names) through `nu_ansi_term` styles and `core::fmt` even with colours off,
 //! escapes messages one `char` at a time and formats the whole timestamp on every line. With
 //! one request-log line per request, that was about a fifth of the instructions of a cached
-//! catalog read (callgrind, `docs/benchmarks.md`). [`FormatEvent`] and [`FormatFields`] are
+//! catalog read (callgrind, `docs/benchmarks.md`). Nor could it write the request a line
+//! belongs to, which is a task-local, not a span. [`FormatEvent`] and [`FormatFields`] are
 //! tracing-subscriber's own extension points for this; the tests check that the lines are the
 //! default formatter's, byte for byte.
 
@@ -21,7 +22,9 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Event lines: `<RFC 3339 time> <LEVEL> <span{fields}>:...: <target>: <message> <fields>`.
+/// Event lines: `<RFC 3339 time> <LEVEL> <span{fields}>:...: <target>: <message> <fields>`,
+/// where the first "span" is the request being served
+/// ([`request_context`](super::request_context)), written as a span named `request` would be.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PlainLines;
 
@@ -45,10 +48,18 @@ where
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
 
         write_timestamp(&mut writer, SystemTime::now())?;
-        writer.write_str(level_name(meta.level()))?;
+        if writer.has_ansi_escapes() {
+            // On a terminal, the level in the default format's colour.
+            writer.write_str(level_colour(meta.level()))?;
+            writer.write_str(level_name(meta.level()))?;
+            writer.write_str(ANSI_RESET)?;
+        } else {
+            writer.write_str(level_name(meta.level()))?;
+        }
         writer.write_char(' ')?;
+        // The request, then the spans, from the outermost in.
+        let mut any = super::request_context::write_current(&mut writer)?;
         if let Some(scope) = ctx.event_scope() {
-            let mut any = false;
             for span in scope.from_root() {
                 any = true;
                 writer.write_str(span.metadata().name())?;
@@ -62,9 +73,9 @@ where
                 }
                 writer.write_char(':')?;
             }
-            if any {
-                writer.write_char(' ')?;
-            }
+        }
+        if any {
+            writer.write_char(' ')?;
         }
         writer.write_str(meta.target())?;
         writer.write_str(": ")?;
@@ -106,6 +117,19 @@ fn record_all<R: RecordFields>(writer: Writer<'_>, fields: R) -> fmt::Result {
     };
     fields.record(&mut visitor);
     visitor.result
+}
+
+const ANSI_RESET: &str = "\x1b[0m";
+
+/// The escape sequence that starts a level's colour in the default format.
+fn level_colour(level: &Level) -> &'static str {
+    match *level {
+        Level::TRACE => "\x1b[35m",
+        Level::DEBUG => "\x1b[34m",
+        Level::INFO => "\x1b[32m",
+        Level::WARN => "\x1b[33m",
+        Level::ERROR => "\x1b[31m",
+    }
 }
 
 /// The level as the default format writes it: five columns, right-aligned.
@@ -330,38 +354,12 @@ impl fmt::Display for SourceList<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex};
+    use actix_web::http::Method;
+    use actix_web::http::header::HeaderValue;
 
-    use tracing_subscriber::fmt::MakeWriter;
-
+    use super::super::RequestContext;
+    use super::super::test_capture::Capture;
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Capture {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Capture;
-        fn make_writer(&'a self) -> Capture {
-            self.clone()
-        }
-    }
-
-    impl Capture {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
 
     #[derive(Debug)]
     struct Failure(&'static str, Option<Box<Failure>>);
@@ -470,15 +468,8 @@ mod tests {
     #[test]
     fn lines_are_the_default_formatters_without_colours() {
         let ours = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(Level::TRACE)
-            .with_writer(ours.clone())
-            .with_ansi(false)
-            .event_format(PlainLines)
-            .fmt_fields(PlainFields)
-            .finish();
         let _ = tracing_log::LogTracer::init();
-        tracing::subscriber::with_default(subscriber, emit_everything);
+        tracing::subscriber::with_default(plain_subscriber(&ours), emit_everything);
 
         let default = Capture::default();
         let subscriber = tracing_subscriber::fmt()
@@ -498,6 +489,88 @@ mod tests {
             message.is_some_and(|line| !line.contains('\u{1b}') && line.contains("\\x1b[2J")),
             "{message:?}"
         );
+    }
+
+    fn plain_subscriber(capture: &Capture) -> impl Subscriber + Send + Sync + 'static {
+        tracing_subscriber::fmt()
+            .with_max_level(Level::TRACE)
+            .with_writer(capture.clone())
+            .with_ansi(false)
+            .event_format(PlainLines)
+            .fmt_fields(PlainFields)
+            .finish()
+    }
+
+    /// What a request's code may log: plain events, fields, a span of its own.
+    fn emit_in_a_request() {
+        tracing::warn!("inside the request");
+        tracing::info!(route = "/api/v1/books", status = 200u16, "request finished");
+        let inner = tracing::info_span!("inner", depth = 2);
+        let _inner = inner.enter();
+        tracing::error!("in a span inside the request");
+    }
+
+    #[test]
+    fn the_request_context_is_written_as_a_request_span_would_be() {
+        let ours = Capture::default();
+        let context = RequestContext::new(Method::PATCH, HeaderValue::from_static("8f0c-41"));
+        tracing::subscriber::with_default(plain_subscriber(&ours), || {
+            futures_util::FutureExt::now_or_never(context.scope(async { emit_in_a_request() }))
+                .expect("ready at once");
+            tracing::info!("after the request");
+        });
+
+        let default = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(Level::TRACE)
+            .with_writer(default.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let request =
+                tracing::info_span!("request", method = %"PATCH", request_id = %"8f0c-41");
+            request.in_scope(emit_in_a_request);
+            tracing::info!("after the request");
+        });
+
+        let ours = untimed(&ours.text());
+        assert_eq!(ours, untimed(&default.text()));
+        assert_eq!(ours.len(), 4);
+        assert!(
+            ours[0].starts_with(" WARN request{method=PATCH request_id=8f0c-41}: "),
+            "{ours:#?}"
+        );
+        assert!(
+            ours[2].contains("request{method=PATCH request_id=8f0c-41}:inner{depth=2}: "),
+            "{ours:#?}"
+        );
+        assert!(!ours[3].contains("request{"), "{ours:#?}");
+    }
+
+    #[test]
+    fn on_a_terminal_only_the_level_is_coloured() {
+        let coloured = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(Level::TRACE)
+            .with_writer(coloured.clone())
+            .with_ansi(true)
+            .event_format(PlainLines)
+            .fmt_fields(PlainFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit_in_a_request);
+        let plain = Capture::default();
+        tracing::subscriber::with_default(plain_subscriber(&plain), emit_in_a_request);
+
+        let coloured = coloured.text();
+        assert!(coloured.contains("\x1b[33m WARN\x1b[0m "), "{coloured:?}");
+        assert!(coloured.contains("\x1b[32m INFO\x1b[0m "), "{coloured:?}");
+        assert!(coloured.contains("\x1b[31mERROR\x1b[0m "), "{coloured:?}");
+        let uncoloured = coloured
+            .replace(ANSI_RESET, "")
+            .replace("\x1b[31m", "")
+            .replace("\x1b[32m", "")
+            .replace("\x1b[33m", "");
+        assert_eq!(untimed(&uncoloured), untimed(&plain.text()));
     }
 
     #[test]

@@ -6,16 +6,17 @@
 //! `Authorization`) and query strings (which may carry signatures or tokens) are never logged.
 
 mod log_line;
+mod request_context;
 
 pub use log_line::{PlainFields, PlainLines};
+pub use request_context::RequestContext;
 
 use std::io::{BufWriter, IsTerminal};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use tracing::Instrument;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
@@ -38,8 +39,8 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 /// as `lms-api token`). `filter` uses `RUST_LOG` syntax; `None` means [`DEFAULT_LOG_FILTER`].
 /// A second call installs nothing.
 ///
-/// On a terminal, lines are coloured; otherwise (a deployed server) they are the same text
-/// without colours, formatted by [`PlainLines`].
+/// Lines are formatted by [`PlainLines`], which also writes the request each line belongs to;
+/// on a terminal their level is coloured.
 /// Lines are formatted on the calling thread and written by a dedicated thread through a
 /// buffer, so a request never waits on a `write` to stderr and a burst of lines leaves in a few
 /// large writes instead of one per line. No line is dropped: when the queue is full, callers
@@ -53,32 +54,28 @@ pub fn init_tracing(filter: Option<&str>) -> WorkerGuard {
         .lossy(false)
         .thread_name("log-writer")
         .finish(BufWriter::new(std::io::stderr()));
-    let builder = tracing_subscriber::fmt()
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = if std::io::stderr().is_terminal() {
-        builder.with_ansi(true).try_init()
-    } else {
-        builder
-            .with_ansi(false)
-            .event_format(PlainLines)
-            .fmt_fields(PlainFields)
-            .try_init()
-    };
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal())
+        .event_format(PlainLines)
+        .fmt_fields(PlainFields)
+        .try_init();
     guard
 }
 
 /// A fresh request id (a random UUID). Not a secret, only a correlation id: the thread-local
 /// fast generator is enough, and it spares a `getrandom` system call per request.
-fn new_request_id() -> String {
-    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
-        .into_uuid()
-        .to_string()
+fn new_request_id() -> HeaderValue {
+    let uuid = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+    let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_bytes(uuid.hyphenated().encode_lower(&mut text).as_bytes())
+        .expect("a UUID is a valid header value")
 }
 
-/// Assigns a request id, runs `serve` on the request inside a span carrying it, then logs the
-/// outcome, records it in `metrics` and echoes the id in the response. Log and metrics in one
-/// place, so the route pattern is looked up once per request.
+/// Assigns a request id, runs `serve` on the request as the current [`RequestContext`], then
+/// logs the outcome, records it in `metrics` and echoes the id in the response. Log and
+/// metrics in one place, so the route pattern is looked up once per request.
 pub async fn observe_requests<B, Fut>(
     metrics: &HttpMetrics,
     req: ServiceRequest,
@@ -92,24 +89,38 @@ where
     let request_id = req
         .headers()
         .get(&REQUEST_ID_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| is_acceptable_request_id(id))
-        .map(str::to_owned)
+        .filter(|value| value.to_str().is_ok_and(is_acceptable_request_id))
+        .cloned()
         .unwrap_or_else(new_request_id);
     let method = req.method().clone();
-    let span = tracing::info_span!("request", %method, request_id = %request_id);
+    let context = RequestContext::new(method.clone(), request_id.clone());
+    context
+        .scope(async move {
+            let result = serve(req).await;
+            let elapsed = started.elapsed();
+            let mut response = finished(metrics, method.as_str(), result, elapsed)?;
+            response
+                .headers_mut()
+                .insert(REQUEST_ID_HEADER.clone(), request_id);
+            Ok(response)
+        })
+        .await
+}
 
-    let result = serve(req).instrument(span.clone()).await;
-    let elapsed = started.elapsed();
+/// Logs and counts a request's outcome.
+fn finished<B>(
+    metrics: &HttpMetrics,
+    method: &str,
+    result: Result<ServiceResponse<B>, actix_web::Error>,
+    elapsed: Duration,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
-
-    let _entered = span.enter();
     match result {
-        Ok(mut response) => {
+        Ok(response) => {
             let status = response.status();
             let route = response.request().match_pattern();
             let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
-            metrics.observe_response(method.as_str(), route, &response, elapsed);
+            metrics.observe_response(method, route, &response, elapsed);
             if status.is_server_error() {
                 tracing::warn!(
                     route,
@@ -132,21 +143,11 @@ where
                     "request finished"
                 );
             }
-            if let Ok(value) = HeaderValue::from_str(&request_id) {
-                response
-                    .headers_mut()
-                    .insert(REQUEST_ID_HEADER.clone(), value);
-            }
             Ok(response)
         }
         Err(err) => {
             let status = err.as_response_error().status_code();
-            metrics.observe(
-                method.as_str(),
-                UNMATCHED_ROUTE,
-                status,
-                elapsed.as_secs_f64(),
-            );
+            metrics.observe(method, UNMATCHED_ROUTE, status, elapsed.as_secs_f64());
             tracing::warn!(
                 route = UNMATCHED_ROUTE,
                 status = status.as_u16(),
@@ -167,13 +168,135 @@ fn is_acceptable_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+/// A log writer that keeps what it is given, for tests of the lines.
+#[cfg(test)]
+mod test_capture {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
+    impl Capture {
+        pub fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use actix_web::middleware::from_fn;
+    use actix_web::test::{TestRequest, call_service, init_service};
+    use actix_web::{App, HttpResponse, web};
+
+    use super::test_capture::Capture;
     use super::*;
+
+    /// Lines without their timestamps (the first 28 bytes).
+    fn untimed(text: &str) -> Vec<&str> {
+        text.lines().map(|line| &line[28..]).collect()
+    }
+
+    #[actix_rt::test]
+    async fn every_line_a_request_logs_names_its_method_and_request_id() {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .with_ansi(false)
+            .event_format(PlainLines)
+            .fmt_fields(PlainFields)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let metrics = HttpMetrics::new();
+        let app = init_service(
+            App::new()
+                .route(
+                    "/books/{id}",
+                    web::get().to(async || {
+                        // Yield once, so the line below is written in a later poll.
+                        tokio::task::yield_now().await;
+                        tracing::warn!("inside the handler");
+                        HttpResponse::Ok().finish()
+                    }),
+                )
+                .wrap(from_fn(move |req, next: actix_web::middleware::Next<_>| {
+                    let metrics = metrics.clone();
+                    async move { observe_requests(&metrics, req, |req| next.call(req)).await }
+                })),
+        )
+        .await;
+
+        let given = TestRequest::get()
+            .uri("/books/7?token=secret")
+            .insert_header(("x-request-id", "abc-123"))
+            .to_request();
+        let response = call_service(&app, given).await;
+        assert_eq!(response.headers().get("x-request-id").unwrap(), "abc-123");
+        let generated =
+            call_service(&app, TestRequest::delete().uri("/books/7").to_request()).await;
+        let generated = generated
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        tracing::info!("between requests");
+
+        let text = capture.text();
+        assert_eq!(
+            untimed(&text),
+            [
+                " WARN request{method=GET request_id=abc-123}: \
+                 lms_api::telemetry::tests: inside the handler"
+                    .to_owned(),
+                format!(
+                    " INFO request{{method=GET request_id=abc-123}}: lms_api::telemetry: \
+                     request finished route=\"/books/{{id}}\" status=200 latency_ms={}",
+                    latency_of(&text, 1)
+                ),
+                format!(
+                    " INFO request{{method=DELETE request_id={generated}}}: lms_api::telemetry: \
+                     request finished route=\"/books/{{id}}\" status=404 latency_ms={}",
+                    latency_of(&text, 2)
+                ),
+                " INFO lms_api::telemetry::tests: between requests".to_owned(),
+            ]
+        );
+    }
+
+    /// The `latency_ms` value of the `index`th line, checked to be a number.
+    fn latency_of(text: &str, index: usize) -> &str {
+        let line = text.lines().nth(index).unwrap();
+        let value = line.rsplit_once("latency_ms=").unwrap().1;
+        value.parse::<f64>().expect("a number");
+        value
+    }
 
     #[test]
     fn generated_request_ids_are_distinct_v4_uuids_that_pass_our_own_filter() {
-        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_request_id()).collect();
+        let ids: std::collections::HashSet<String> = (0..1000)
+            .map(|_| new_request_id().to_str().expect("ASCII").to_owned())
+            .collect();
         assert_eq!(ids.len(), 1000);
         for id in &ids {
             let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
