@@ -194,7 +194,7 @@ pub fn create_app(
         .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
 }
 
-/// The one middleware of every request, outside in: request id, span, log and metrics
+/// The one middleware of every request, outside in: request id and context, log and metrics
 /// ([`telemetry::observe_requests`](crate::telemetry::observe_requests)); error answers
 /// normalised to the error shape before they are counted and logged; `HEAD` run as `GET`
 /// ([`head`](crate::head)), so the log and metrics still say `HEAD`.
