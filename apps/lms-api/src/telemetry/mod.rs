@@ -284,6 +284,38 @@ mod tests {
         );
     }
 
+    #[actix_rt::test]
+    async fn a_request_that_fails_before_routing_is_logged_with_its_context() {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .with_ansi(false)
+            .event_format(PlainLines)
+            .fmt_fields(PlainFields)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let req = TestRequest::post()
+            .insert_header(("x-request-id", "fail-1"))
+            .to_srv_request();
+        let result: Result<ServiceResponse, _> =
+            observe_requests(&HttpMetrics::new(), req, async |_req| {
+                Err(actix_web::error::ErrorBadRequest("no route"))
+            })
+            .await;
+
+        assert!(result.is_err());
+        let text = capture.text();
+        let lines = untimed(&text);
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        let (head, latency) = lines[0].rsplit_once(" latency_ms=").unwrap();
+        latency.parse::<f64>().expect("a number");
+        assert_eq!(
+            head,
+            " WARN request{method=POST request_id=fail-1}: lms_api::telemetry: \
+             request failed before routing route=\"unmatched\" status=400"
+        );
+    }
+
     /// The `latency_ms` value of the `index`th line, checked to be a number.
     fn latency_of(text: &str, index: usize) -> &str {
         let line = text.lines().nth(index).unwrap();

@@ -6,7 +6,12 @@
 //! cost about 4,000 instructions of a cached catalog read (a tenth of it: the registry's slab
 //! slot, the filter's lock on every enter and exit of every poll, the fields formatted into a
 //! new `String`); the task-local costs a thread-local swap per poll and nothing when no line
-//! is written. Tasks spawned by a handler do not inherit it, as they did not enter the span.
+//! is written.
+//!
+//! What differs from a span: tasks spawned by a handler do not carry the request (none were
+//! given the span either); it is written whatever the filter, so with `RUST_LOG=warn` a
+//! warning still names its request; `RUST_LOG` directives that select spans
+//! (`[request{...}]=debug`) do not see it; and a subscriber other than ours does not write it.
 
 use std::fmt;
 
@@ -21,12 +26,15 @@ tokio::task_local! {
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     method: Method,
-    /// Printable ASCII only (a client's id is reused only then), so also a header value.
+    /// A generated UUID, or a client's id that passed
+    /// [`is_acceptable_request_id`](super::is_acceptable_request_id): letters, digits and
+    /// `-_.:` only, so it cannot break the line.
     request_id: HeaderValue,
 }
 
 impl RequestContext {
-    pub fn new(method: Method, request_id: HeaderValue) -> Self {
+    /// `request_id` must be a checked id (see the field); only this crate makes contexts.
+    pub(crate) fn new(method: Method, request_id: HeaderValue) -> Self {
         Self { method, request_id }
     }
 
@@ -48,7 +56,7 @@ pub(super) fn write_current(writer: &mut impl fmt::Write) -> Result<bool, fmt::E
             writer.write_str("request{method=")?;
             writer.write_str(context.method.as_str())?;
             writer.write_str(" request_id=")?;
-            // Always printable ASCII (see the field); the fallback is never taken.
+            // Always ASCII (see the field); the fallback is never taken.
             writer.write_str(context.request_id.to_str().unwrap_or("?"))?;
             writer.write_str("}:")?;
             Ok(true)
