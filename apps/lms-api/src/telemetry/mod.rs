@@ -114,7 +114,9 @@ fn finished<B>(
     result: Result<ServiceResponse<B>, actix_web::Error>,
     elapsed: Duration,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    // Whole microseconds: `0.648`, not `0.6476999999999999` (a product of floats rarely has
+    // a short decimal form; a quotient of an integer by 1000 has one).
+    let latency_ms = elapsed.as_micros() as f64 / 1000.0;
     match result {
         Ok(response) => {
             let status = response.status();
@@ -307,8 +309,8 @@ mod tests {
         let text = capture.text();
         let lines = untimed(&text);
         assert_eq!(lines.len(), 1, "{lines:#?}");
-        let (head, latency) = lines[0].rsplit_once(" latency_ms=").unwrap();
-        latency.parse::<f64>().expect("a number");
+        let (head, _) = lines[0].rsplit_once(" latency_ms=").unwrap();
+        latency_of(&text, 0);
         assert_eq!(
             head,
             " WARN request{method=POST request_id=fail-1}: lms_api::telemetry: \
@@ -316,11 +318,16 @@ mod tests {
         );
     }
 
-    /// The `latency_ms` value of the `index`th line, checked to be a number.
+    /// The `latency_ms` value of the `index`th line, checked to be a number of milliseconds
+    /// with at most three decimals.
     fn latency_of(text: &str, index: usize) -> &str {
         let line = text.lines().nth(index).unwrap();
         let value = line.rsplit_once("latency_ms=").unwrap().1;
         value.parse::<f64>().expect("a number");
+        let decimals = value
+            .split_once('.')
+            .map_or(0, |(_, fraction)| fraction.len());
+        assert!(decimals <= 3, "{value}");
         value
     }
 
