@@ -469,15 +469,10 @@ mod tests {
     fn lines_are_the_default_formatters_without_colours() {
         let ours = Capture::default();
         let _ = tracing_log::LogTracer::init();
-        tracing::subscriber::with_default(plain_subscriber(&ours), emit_everything);
+        tracing::subscriber::with_default(ours.ours(Level::TRACE, false), emit_everything);
 
         let default = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(Level::TRACE)
-            .with_writer(default.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, emit_everything);
+        tracing::subscriber::with_default(default.default_format(), emit_everything);
 
         let ours = untimed(&ours.text());
         let default = untimed(&default.text());
@@ -489,16 +484,6 @@ mod tests {
             message.is_some_and(|line| !line.contains('\u{1b}') && line.contains("\\x1b[2J")),
             "{message:?}"
         );
-    }
-
-    fn plain_subscriber(capture: &Capture) -> impl Subscriber + Send + Sync + 'static {
-        tracing_subscriber::fmt()
-            .with_max_level(Level::TRACE)
-            .with_writer(capture.clone())
-            .with_ansi(false)
-            .event_format(PlainLines)
-            .fmt_fields(PlainFields)
-            .finish()
     }
 
     /// What a request's code may log: plain events, fields, a span of its own.
@@ -514,19 +499,14 @@ mod tests {
     fn the_request_context_is_written_as_a_request_span_would_be() {
         let ours = Capture::default();
         let context = RequestContext::new(Method::PATCH, HeaderValue::from_static("8f0c-41"));
-        tracing::subscriber::with_default(plain_subscriber(&ours), || {
+        tracing::subscriber::with_default(ours.ours(Level::TRACE, false), || {
             futures_util::FutureExt::now_or_never(context.scope(async { emit_in_a_request() }))
                 .expect("ready at once");
             tracing::info!("after the request");
         });
 
         let default = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(Level::TRACE)
-            .with_writer(default.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(default.default_format(), || {
             let request =
                 tracing::info_span!("request", method = %"PATCH", request_id = %"8f0c-41");
             request.in_scope(emit_in_a_request);
@@ -550,16 +530,9 @@ mod tests {
     #[test]
     fn on_a_terminal_only_the_level_is_coloured() {
         let coloured = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(Level::TRACE)
-            .with_writer(coloured.clone())
-            .with_ansi(true)
-            .event_format(PlainLines)
-            .fmt_fields(PlainFields)
-            .finish();
-        tracing::subscriber::with_default(subscriber, emit_in_a_request);
+        tracing::subscriber::with_default(coloured.ours(Level::TRACE, true), emit_in_a_request);
         let plain = Capture::default();
-        tracing::subscriber::with_default(plain_subscriber(&plain), emit_in_a_request);
+        tracing::subscriber::with_default(plain.ours(Level::TRACE, false), emit_in_a_request);
 
         let coloured = coloured.text();
         assert!(coloured.contains("\x1b[33m WARN\x1b[0m "), "{coloured:?}");

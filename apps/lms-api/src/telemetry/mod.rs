@@ -176,6 +176,7 @@ mod test_capture {
     use std::io;
     use std::sync::{Arc, Mutex};
 
+    use tracing::{Level, Subscriber};
     use tracing_subscriber::fmt::MakeWriter;
 
     #[derive(Clone, Default)]
@@ -202,6 +203,26 @@ mod test_capture {
         pub fn text(&self) -> String {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
         }
+
+        /// A subscriber writing our lines here, up to `level`, coloured when `ansi`.
+        pub fn ours(&self, level: Level, ansi: bool) -> impl Subscriber + Send + Sync + 'static {
+            tracing_subscriber::fmt()
+                .with_max_level(level)
+                .with_writer(self.clone())
+                .with_ansi(ansi)
+                .event_format(super::PlainLines)
+                .fmt_fields(super::PlainFields)
+                .finish()
+        }
+
+        /// A subscriber writing tracing-subscriber's default lines here, without colours.
+        pub fn default_format(&self) -> impl Subscriber + Send + Sync + 'static {
+            tracing_subscriber::fmt()
+                .with_max_level(Level::TRACE)
+                .with_writer(self.clone())
+                .with_ansi(false)
+                .finish()
+        }
     }
 }
 
@@ -210,6 +231,8 @@ mod tests {
     use actix_web::middleware::from_fn;
     use actix_web::test::{TestRequest, call_service, init_service};
     use actix_web::{App, HttpResponse, web};
+
+    use tracing::Level;
 
     use super::test_capture::Capture;
     use super::*;
@@ -222,13 +245,7 @@ mod tests {
     #[actix_rt::test]
     async fn every_line_a_request_logs_names_its_method_and_request_id() {
         let capture = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(capture.clone())
-            .with_ansi(false)
-            .event_format(PlainLines)
-            .fmt_fields(PlainFields)
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let _default = tracing::subscriber::set_default(capture.ours(Level::INFO, false));
         let metrics = HttpMetrics::new();
         let app = init_service(
             App::new()
@@ -289,13 +306,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_request_that_fails_before_routing_is_logged_with_its_context() {
         let capture = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(capture.clone())
-            .with_ansi(false)
-            .event_format(PlainLines)
-            .fmt_fields(PlainFields)
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let _default = tracing::subscriber::set_default(capture.ours(Level::INFO, false));
         let req = TestRequest::post()
             .insert_header(("x-request-id", "fail-1"))
             .to_srv_request();
