@@ -739,19 +739,34 @@ impl BookContent {
     /// activities follow DCS within the config TTL even when every attempt of a webhook's own
     /// re-import failed (DCS gives up after three).
     async fn import_unless_current(&self, book: &BookRef) -> Result<bool, ContentError> {
+        let ran = self
+            .import_once(book.id(), async { self.import(book).await.map(drop) })
+            .await?;
+        Ok(ran)
+    }
+
+    /// Runs `import` as the fill of the book's import marker, unless the marker is there:
+    /// concurrent callers wait for one import, and the marker it leaves spares the next reads
+    /// another. Whether an import ran (this caller's or one it joined); `false` when the marker
+    /// was there, or when the import failed and the previous marker was served instead.
+    async fn import_once(
+        &self,
+        id: i64,
+        import: impl Future<Output = Result<(), ContentError>>,
+    ) -> Result<bool, ContentError> {
         let marker = self
             .catalog
             .cache()
             .get_or_fetch(
-                &keys::book_activities_imported(book.id()),
+                &keys::book_activities_imported(id),
                 self.catalog.ttls().config,
                 || async {
-                    self.import(book).await?;
+                    import.await?;
                     Ok::<_, ContentError>(Fetched::Found(Bytes::from_static(b"imported")))
                 },
             )
             .await?;
-        Ok(marker.freshness != cache::Freshness::Fresh)
+        Ok(marker.freshness == cache::Freshness::Miss)
     }
 
     /// One activity with its transformed config.
@@ -888,15 +903,25 @@ impl EventFollower for BookContent {
         };
         let result = match event.kind {
             EventKind::BookCreated | EventKind::BookUpdated => {
-                self.import_activities(id).await.map(|import| {
-                    tracing::info!(
+                // As the fill of the import marker the invalidation just dropped, so that
+                // readers arriving meanwhile wait for this import instead of running their own,
+                // and the next read does not import again.
+                let mut done = None;
+                self.import_once(id, async {
+                    done = Some(self.import_activities(id).await?);
+                    Ok(())
+                })
+                .await
+                .map(|_| match done {
+                    Some(import) => tracing::info!(
                         book_id = id,
                         activities = import.activities,
                         inserted = import.summary.inserted,
                         updated = import.summary.updated,
                         deleted = import.summary.deleted,
                         "activities re-imported"
-                    );
+                    ),
+                    None => tracing::debug!(book_id = id, "activities already re-imported"),
                 })
             }
             EventKind::BookDeleted => self.forget_activities(id).await.map(|removed| {

@@ -15,6 +15,8 @@ use domain::book_content::{
 use domain::catalog::{Catalog, CatalogLinks, CatalogTtls};
 use domain::errors::ToProblem;
 use domain::linker::MemoryLinker;
+use domain::ports::EventFollower;
+use domain::webhooks::WebhookEvent;
 use storage::{ObjectStore, PutOptions, bytes_body, collect_body};
 
 #[derive(Debug)]
@@ -260,6 +262,31 @@ async fn activities_catch_up_with_dcs_after_a_lost_re_import() {
         .await
         .unwrap_err();
     assert!(matches!(err, ContentError::NotFound("Activity not found")));
+}
+
+/// A webhook's re-import leaves the book's import marker behind: the next read lists what it
+/// imported without importing (reading the config from DCS) once more.
+#[tokio::test]
+async fn a_webhook_re_import_is_not_repeated_by_the_next_read() {
+    let s = setup().await;
+    let before = s.content.activities(&teacher(), 1).await.unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&sample("config.json")).unwrap();
+    assert!(drop_first_activity(&mut config));
+    s.dcs
+        .replace_book_file(1, "config.json", serde_json::to_vec(&config).unwrap())
+        .unwrap();
+    // The webhook: its invalidation, then its follow-up.
+    s.cache
+        .invalidate_prefix(&domain::keys::book(1))
+        .await
+        .unwrap();
+    let event = WebhookEvent::parse(br#"{"event":"book.updated","data":{"id":1}}"#).unwrap();
+    s.content.follow(&event).await.unwrap();
+    let config_reads = s.dcs.request_count("GET /storage/");
+
+    let after = s.content.activities(&teacher(), 1).await.unwrap();
+    assert_eq!(after.len(), before.len() - 1);
+    assert_eq!(s.dcs.request_count("GET /storage/"), config_reads);
 }
 
 #[tokio::test]
