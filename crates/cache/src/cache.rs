@@ -749,17 +749,9 @@ impl Inner {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             self.epoch.fetch_add(1, Ordering::SeqCst);
-            let prefix = match invalidation {
-                Invalidation::Prefix(prefix) => SegmentPrefix::new(prefix),
-                _ => None,
-            };
-            self.flights.detach(|key| match invalidation {
-                Invalidation::Key(invalidated) => key == invalidated,
-                Invalidation::Prefix(_) => prefix.as_ref().is_some_and(|p| p.matches(key)),
-                Invalidation::All => true,
-            });
             match invalidation {
                 Invalidation::Key(key) => {
+                    self.flights.detach(|flight| flight == key);
                     let keys = if self.local.remove(key) {
                         vec![key.clone()]
                     } else {
@@ -772,17 +764,23 @@ impl Inner {
                 }
                 Invalidation::Prefix(prefix) => {
                     let keys = SegmentPrefix::new(prefix)
-                        .map(|prefix| self.local.remove_prefix(&prefix))
+                        .map(|prefix| {
+                            self.flights.detach(|flight| prefix.matches(flight));
+                            self.local.remove_prefix(&prefix)
+                        })
                         .unwrap_or_default();
                     LocalRemoved {
                         count: keys.len() as u64,
                         keys,
                     }
                 }
-                Invalidation::All => LocalRemoved {
-                    keys: Vec::new(),
-                    count: self.local.clear(),
-                },
+                Invalidation::All => {
+                    self.flights.detach(|_| true);
+                    LocalRemoved {
+                        keys: Vec::new(),
+                        count: self.local.clear(),
+                    }
+                }
             }
         };
         Counters::add(&self.counters.invalidated_entries, removed.count);

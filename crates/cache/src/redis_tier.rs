@@ -371,25 +371,9 @@ impl CacheStore for RedisStore {
     }
 
     async fn put(&self, key: &str, entry: StoredEntry) -> Result<(), BackendError> {
-        if entry.fresh_for.is_zero() {
-            return Ok(());
-        }
-        if self.breaker.is_open() {
-            tracing::trace!(key, "Redis cooling down after an error; skipped write");
-            return Ok(());
-        }
-        let ttl_millis = u64::try_from(entry.fresh_for.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let mut connection = self.connection.clone();
-        redis::cmd("SET")
-            .arg(self.redis_key(key))
-            .arg(Self::encode(&entry.value))
-            .arg("PX")
-            .arg(ttl_millis)
-            .exec_async(&mut connection)
+        self.put_unless_invalidated(key, entry, None)
             .await
-            .map_err(|error| self.failed("put", &error))
+            .map(drop)
     }
 
     async fn invalidation_mark(&self) -> Result<Option<u64>, BackendError> {
@@ -412,17 +396,28 @@ impl CacheStore for RedisStore {
         entry: StoredEntry,
         mark: Option<u64>,
     ) -> Result<bool, BackendError> {
-        let Some(mark) = mark else {
-            let stored = !entry.fresh_for.is_zero() && !self.breaker.is_open();
-            return self.put(key, entry).await.map(|()| stored);
-        };
-        if entry.fresh_for.is_zero() || mark == MARK_NEVER_MATCHES || self.breaker.is_open() {
+        if entry.fresh_for.is_zero() || mark == Some(MARK_NEVER_MATCHES) {
+            return Ok(false);
+        }
+        if self.breaker.is_open() {
+            tracing::trace!(key, "Redis cooling down after an error; skipped write");
             return Ok(false);
         }
         let ttl_millis = u64::try_from(entry.fresh_for.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
         let mut connection = self.connection.clone();
+        let Some(mark) = mark else {
+            redis::cmd("SET")
+                .arg(self.redis_key(key))
+                .arg(Self::encode(&entry.value))
+                .arg("PX")
+                .arg(ttl_millis)
+                .exec_async(&mut connection)
+                .await
+                .map_err(|error| self.failed("put", &error))?;
+            return Ok(true);
+        };
         let stored: u64 = redis::cmd("EVAL")
             .arg(PUT_UNLESS_INVALIDATED)
             .arg(2)
