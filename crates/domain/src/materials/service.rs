@@ -584,13 +584,17 @@ impl Reservation {
         if bytes == 0 {
             return;
         }
+        run_to_completion(self.release(bytes)).await;
+    }
+
+    /// Gives `bytes` back; a failure is logged, as nobody is left to answer.
+    fn release(&self, bytes: u64) -> impl Future<Output = ()> + Send + 'static {
         let (repo, teacher) = (self.repo.clone(), self.teacher);
-        run_to_completion(async move {
+        async move {
             if let Err(error) = repo.release(teacher, bytes).await {
                 tracing::error!(%teacher, bytes, %error, "quota reservation not released");
             }
-        })
-        .await;
+        }
     }
 }
 
@@ -603,12 +607,7 @@ impl Drop for Reservation {
         if bytes == 0 {
             return;
         }
-        let (repo, teacher) = (self.repo.clone(), self.teacher);
-        spawn_cleanup("quota release", async move {
-            if let Err(error) = repo.release(teacher, bytes).await {
-                tracing::error!(%teacher, bytes, %error, "quota reservation not released");
-            }
-        });
+        spawn_cleanup("quota release", self.release(bytes));
     }
 }
 
