@@ -68,8 +68,7 @@ rm -rf "$OUT/raw" && mkdir -p "$OUT/raw"
 rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 mb() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
 
-# `wrk` requests/s, or a percentile (50, 99) in milliseconds, from a saved output.
-requests_per_sec() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+# A percentile (50, 99) of a saved `wrk` output, in milliseconds.
 percentile_ms() {
   awk -v p="$2%" '$1 == p {
     v = $2
@@ -80,24 +79,6 @@ percentile_ms() {
   }' "$1"
 }
 completed_requests() { awk '/requests in/ { print $1 }' "$1"; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-# wrk_run <file> <connections> <url> [token] [--latency]: runs wrk, keeps its output, and fails
-# on any non-2xx answer.
-wrk_run() {
-  local file=$1 connections=$2 url=$3 token=${4:-} latency=${5:-}
-  local args=(-t"$WRK_THREADS" -c"$connections" -d"$DURATION")
-  [ -n "$latency" ] && args+=(--latency)
-  [ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
-  wrk "${args[@]}" "$url" >"$file"
-  if grep -q "Non-2xx or 3xx responses" "$file"; then
-    cat "$file" >&2
-    die "non-2xx answers from $url (see $file)"
-  fi
-  if grep -q "Socket errors" "$file"; then
-    log "socket errors against $url: $(grep 'Socket errors' "$file")"
-  fi
-}
 
 wrk_warmup() { # url [token]
   local args=(-t"$WRK_THREADS" -c"$HIGH_CONNECTIONS" -d"$WARMUP")

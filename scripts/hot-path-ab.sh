@@ -28,10 +28,10 @@ lms_url=$(ready_value "$out/ready" lms_api_url)$REQUEST_PATH
 baseline_url=$(ready_value "$out/ready" baseline_url)$REQUEST_PATH
 token=$(ready_value "$out/ready" teacher_token)
 
-rate() { # url [token]
-  local args=(-t2 -c64 -d"$DURATION")
-  [ -n "${2:-}" ] && args+=(-H "Authorization: Bearer $2")
-  wrk "${args[@]}" "$1" | awk '/Requests\/sec/ { print $2 }'
+WRK_THREADS=2
+rate() { # url [token]: requests/s at 64 connections (any non-2xx answer stops the script)
+  wrk_run "$out/wrk" 64 "$1" "${2:-}"
+  requests_per_sec "$out/wrk"
 }
 log "warming up"
 DURATION=3s rate "$lms_url" "$token" >/dev/null
@@ -49,6 +49,5 @@ for ((round = 1; round <= ROUNDS; round++)); do
   printf 'round %d: baseline %.0f req/s, lms-api %.0f req/s, ratio %s%%\n' \
     "$round" "$baseline" "$lms" "$ratio"
 done
-printf '%s\n' "${ratios[@]}" | sort -g |
-  awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
-        printf "median ratio over %d rounds: %.1f%% (log filter: %s)\n", NR, m, ENVIRON["RUST_LOG"] ? ENVIRON["RUST_LOG"] : "the default" }'
+printf 'median ratio over %d rounds: %.1f%% (log filter: %s)\n' "$ROUNDS" \
+  "$(printf '%s\n' "${ratios[@]}" | median)" "${RUST_LOG:-the default}"

@@ -109,3 +109,27 @@ ensure_cargo_fuzz() {
   log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
   cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
 }
+
+# --- load runs (scripts/bench.sh, scripts/hot-path-ab.sh) -----------------------------------
+
+# Requests/s from a saved `wrk` output.
+requests_per_sec() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+# The median of numbers on stdin, one per line.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# wrk_run <file> <connections> <url> [token] [--latency]: runs wrk for $DURATION with
+# $WRK_THREADS threads, keeps its output, and fails on any non-2xx answer.
+wrk_run() {
+  local file=$1 connections=$2 url=$3 token=${4:-} latency=${5:-}
+  local args=(-t"$WRK_THREADS" -c"$connections" -d"$DURATION")
+  [ -n "$latency" ] && args+=(--latency)
+  [ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
+  wrk "${args[@]}" "$url" >"$file"
+  if grep -q "Non-2xx or 3xx responses" "$file"; then
+    cat "$file" >&2
+    die "non-2xx answers from $url (see $file)"
+  fi
+  if grep -q "Socket errors" "$file"; then
+    log "socket errors against $url: $(grep 'Socket errors' "$file")"
+  fi
+}
