@@ -5,7 +5,8 @@
 //!
 //! - a reservation is one conditional `UPDATE ... SET used_bytes = used_bytes + n WHERE
 //!   used_bytes <= quota_bytes - n RETURNING ...` (after creating the row with the default
-//!   quota when there is none), so of concurrent callers the database admits exactly those
+//!   quota when there is none and `n` fits it), so of concurrent callers the database admits
+//!   exactly those
 //!   that fit, and each sees the usage its own statement left;
 //! - giving bytes back is `used_bytes = CASE WHEN used_bytes >= n THEN used_bytes - n ELSE 0
 //!   END`;

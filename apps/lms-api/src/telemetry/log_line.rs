@@ -358,7 +358,7 @@ mod tests {
     use actix_web::http::header::HeaderValue;
 
     use super::super::RequestContext;
-    use super::super::test_capture::Capture;
+    use super::super::test_capture::{Capture, untimed};
     use super::*;
 
     #[derive(Debug)]
@@ -453,16 +453,6 @@ mod tests {
         request.record("late", 5);
         tracing::info!("span fields recorded later");
         log::warn!(target: "from_log", "a record from the log crate {}", 1);
-    }
-
-    /// Lines without their timestamps (the first 28 bytes).
-    fn untimed(text: &str) -> Vec<String> {
-        text.lines()
-            .map(|line| {
-                assert_eq!(&line[26..28], "Z ", "timestamp shape in {line:?}");
-                line[28..].to_owned()
-            })
-            .collect()
     }
 
     #[test]

@@ -199,6 +199,16 @@ mod test_capture {
         }
     }
 
+    /// Lines without their timestamps (the first 28 bytes), checked to end like one.
+    pub fn untimed(text: &str) -> Vec<String> {
+        text.lines()
+            .map(|line| {
+                assert_eq!(&line[26..28], "Z ", "timestamp shape in {line:?}");
+                line[28..].to_owned()
+            })
+            .collect()
+    }
+
     impl Capture {
         pub fn text(&self) -> String {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
@@ -234,13 +244,8 @@ mod tests {
 
     use tracing::Level;
 
-    use super::test_capture::Capture;
+    use super::test_capture::{Capture, untimed};
     use super::*;
-
-    /// Lines without their timestamps (the first 28 bytes).
-    fn untimed(text: &str) -> Vec<&str> {
-        text.lines().map(|line| &line[28..]).collect()
-    }
 
     #[actix_rt::test]
     async fn every_line_a_request_logs_names_its_method_and_request_id() {

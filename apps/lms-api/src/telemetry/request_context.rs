@@ -23,7 +23,7 @@ tokio::task_local! {
 }
 
 /// What identifies one request in the log.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RequestContext {
     method: Method,
     /// A generated UUID, or a client's id that passed
@@ -38,13 +38,9 @@ impl RequestContext {
         Self { method, request_id }
     }
 
-    pub fn request_id(&self) -> &HeaderValue {
-        &self.request_id
-    }
-
     /// Runs `future` with this context as the current request's.
-    pub async fn scope<F: Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+    pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, future)
     }
 }
 
