@@ -220,6 +220,20 @@ fn drop_first_activity(value: &mut serde_json::Value) -> bool {
     }
 }
 
+/// Book 1 updated in DCS (its config loses the first activity), and the webhook's invalidation
+/// applied: the book's cached entries are gone.
+async fn update_book_1_in_dcs(s: &Setup) {
+    let mut config: serde_json::Value = serde_json::from_slice(&sample("config.json")).unwrap();
+    assert!(drop_first_activity(&mut config));
+    s.dcs
+        .replace_book_file(1, "config.json", serde_json::to_vec(&config).unwrap())
+        .unwrap();
+    s.cache
+        .invalidate_prefix(&domain::keys::book(1))
+        .await
+        .unwrap();
+}
+
 /// DCS gives up on a delivery after three attempts. When a book's webhook was processed up to
 /// its invalidation but every re-import failed, the next read imports the activities again
 /// instead of serving the old ones until an admin steps in; while that import cannot run, the
@@ -228,16 +242,8 @@ fn drop_first_activity(value: &mut serde_json::Value) -> bool {
 async fn activities_catch_up_with_dcs_after_a_lost_re_import() {
     let s = setup().await;
     let before = s.content.activities(&teacher(), 1).await.unwrap();
-    let mut config: serde_json::Value = serde_json::from_slice(&sample("config.json")).unwrap();
-    assert!(drop_first_activity(&mut config));
-    s.dcs
-        .replace_book_file(1, "config.json", serde_json::to_vec(&config).unwrap())
-        .unwrap();
-    // The webhook's invalidation dropped the book's entries; its re-import failed.
-    s.cache
-        .invalidate_prefix(&domain::keys::book(1))
-        .await
-        .unwrap();
+    // Its re-import failed.
+    update_book_1_in_dcs(&s).await;
 
     // The config cannot be read yet: the stored activities are served.
     s.dcs.inject("GET /storage/", Fault::Status(503), None);
@@ -270,16 +276,8 @@ async fn activities_catch_up_with_dcs_after_a_lost_re_import() {
 async fn a_webhook_re_import_is_not_repeated_by_the_next_read() {
     let s = setup().await;
     let before = s.content.activities(&teacher(), 1).await.unwrap();
-    let mut config: serde_json::Value = serde_json::from_slice(&sample("config.json")).unwrap();
-    assert!(drop_first_activity(&mut config));
-    s.dcs
-        .replace_book_file(1, "config.json", serde_json::to_vec(&config).unwrap())
-        .unwrap();
-    // The webhook: its invalidation, then its follow-up.
-    s.cache
-        .invalidate_prefix(&domain::keys::book(1))
-        .await
-        .unwrap();
+    // Then the webhook's follow-up.
+    update_book_1_in_dcs(&s).await;
     let event = WebhookEvent::parse(br#"{"event":"book.updated","data":{"id":1}}"#).unwrap();
     s.content.follow(&event).await.unwrap();
     let config_reads = s.dcs.request_count("GET /storage/");
